@@ -1,0 +1,218 @@
+"""The tenant tree, who belongs where, and the one scoping rule (`visible_to`)."""
+
+import zoneinfo
+from functools import reduce
+from operator import or_
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from mptt.managers import TreeManager
+from mptt.models import MPTTModel, TreeForeignKey
+from mptt.querysets import TreeQuerySet
+
+
+class TenantQuerySet(TreeQuerySet):
+    def visible_to(self, principal):
+        """Tenants a user (or an API key) may see: the subtrees of its memberships.
+
+        Superusers see every tenant; anonymous users and principals without a
+        membership see none. This is the only place that decides visibility.
+        """
+        if principal is None or not getattr(principal, "is_authenticated", False):
+            return self.none()
+        if getattr(principal, "is_superuser", False):
+            return self.all()
+        roots = list(membership_roots(principal))
+        if not roots:
+            return self.none()
+        return self.filter(subtrees_q(roots))
+
+    def managed_by(self, user):
+        """Tenants a user may edit: subtrees where the user is manager or admin."""
+        if user is None or not getattr(user, "is_authenticated", False):
+            return self.none()
+        if user.is_superuser:
+            return self.all()
+        roots = list(membership_roots(user, roles=Membership.MANAGING_ROLES))
+        if not roots:
+            return self.none()
+        return self.filter(subtrees_q(roots))
+
+
+class TenantManager(TreeManager.from_queryset(TenantQuerySet)):
+    pass
+
+
+def subtrees_q(roots, prefix: str = "") -> Q:
+    """A Q matching every tenant inside any of `roots`' subtrees (roots included).
+
+    `prefix` lets other models filter through their tenant foreign key, e.g.
+    `subtrees_q(roots, "tenant__")`.
+    """
+    return reduce(
+        or_,
+        (
+            Q(
+                **{
+                    f"{prefix}tree_id": root.tree_id,
+                    f"{prefix}lft__gte": root.lft,
+                    f"{prefix}rght__lte": root.rght,
+                }
+            )
+            for root in roots
+        ),
+    )
+
+
+def membership_roots(principal, roles=None):
+    """The tenants at the top of a principal's memberships (or an API key's tenant)."""
+    key_tenant = getattr(principal, "scope_tenant", None)
+    if key_tenant is not None:
+        return [key_tenant]
+    memberships = Membership.objects.filter(user=principal).select_related("tenant")
+    if roles is not None:
+        memberships = memberships.filter(role__in=roles)
+    return [m.tenant for m in memberships]
+
+
+slug_validator = RegexValidator(
+    r"^[a-z0-9]+(?:-[a-z0-9]+)*$",
+    "Use lowercase letters, digits and single hyphens (e.g. acme-east).",
+)
+currency_validator = RegexValidator(r"^[A-Z]{3}$", "Use a three-letter ISO 4217 code (e.g. USD).")
+
+
+def validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin).")
+
+
+class Tenant(MPTTModel):
+    class Kind(models.TextChoices):
+        PARTNER = "partner", "Partner"
+        RESELLER = "reseller", "Reseller"
+        ORGANIZATION = "organization", "Organization"
+        AGENT = "agent", "Agent"
+
+    # kind -> kinds its parent may have (None: no parent, at the top of the tree).
+    ALLOWED_PARENT_KINDS = {
+        Kind.PARTNER: {None},
+        Kind.RESELLER: {None, Kind.PARTNER},
+        Kind.ORGANIZATION: {Kind.RESELLER},
+        Kind.AGENT: {Kind.ORGANIZATION},
+    }
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True, validators=[slug_validator])
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    parent = TreeForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    external_id = models.CharField(
+        max_length=128,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="The integration's own key for this tenant; unique when set.",
+    )
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    currency = models.CharField(max_length=3, default="USD", validators=[currency_validator])
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantManager()
+
+    class Meta:
+        # Declared so makemigrations keeps django-mptt's (tree_id, lft) index (mptt#682).
+        indexes = ()
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs):
+        # An empty external id means "none", so uniqueness applies only when set.
+        self.external_id = self.external_id or None
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        super().clean()
+        self.external_id = self.external_id or None
+        errors = {}
+        parent_error = self.parent_error()
+        if parent_error:
+            errors["parent"] = parent_error
+        kind_error = self.children_kind_error()
+        if kind_error:
+            errors["kind"] = kind_error
+        if errors:
+            raise ValidationError(errors)
+
+    def parent_error(self) -> str | None:
+        """Why the current parent is not allowed for this kind, or None."""
+        allowed = self.ALLOWED_PARENT_KINDS.get(self.kind)
+        if allowed is None:
+            return None  # the kind field reports an invalid choice itself
+        parent = self.parent
+        parent_kind = parent.kind if parent is not None else None
+        if parent_kind not in allowed:
+            return self.describe_allowed_parents()
+        if parent is not None and self.contains(parent):
+            return "A tenant cannot be moved under itself or one of its descendants."
+        return None
+
+    def contains(self, other: "Tenant") -> bool:
+        """Whether `other` is this saved tenant or inside its subtree (stored tree fields)."""
+        if not (self.pk and other.pk):
+            return False
+        return other.pk == self.pk or (
+            other.tree_id == self.tree_id and self.lft <= other.lft <= self.rght
+        )
+
+    def describe_allowed_parents(self) -> str:
+        kinds = self.ALLOWED_PARENT_KINDS[self.kind]
+        label = self.Kind(self.kind).label.lower()
+        named = sorted(k for k in kinds if k is not None)
+        if not named:
+            return f"A {label} sits at the top of the tree and has no parent."
+        choices = " or ".join(self.Kind(k).label.lower() for k in named)
+        if None in kinds:
+            return f"A {label}'s parent must be a {choices}, or none."
+        return f"A {label}'s parent must be a {choices}."
+
+    def children_kind_error(self) -> str | None:
+        """Changing the kind must keep every existing child's parent rule valid."""
+        if not self.pk or self.kind not in self.ALLOWED_PARENT_KINDS:
+            return None
+        child_kinds = set(
+            Tenant.objects.filter(parent_id=self.pk).values_list("kind", flat=True).distinct()
+        )
+        bad = sorted(k for k in child_kinds if self.kind not in self.ALLOWED_PARENT_KINDS[k])
+        if bad:
+            return f"A {self.kind} cannot have {', '.join(bad)} children, and this tenant has some."
+        return None
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "Viewer"
+        MANAGER = "manager", "Manager"
+        ADMIN = "admin", "Admin"
+
+    MANAGING_ROLES = (Role.MANAGER, Role.ADMIN)
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "tenant"], name="membership_unique_user_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.tenant} ({self.role})"

@@ -1,0 +1,54 @@
+from collections import Counter
+
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+
+from accounts.demo import demo_tree, demo_users
+from accounts.models import Membership, Tenant
+
+
+def tree_snapshot():
+    return sorted(
+        Tenant.objects.values_list("slug", "name", "kind", "parent__slug", "external_id", "level")
+    )
+
+
+def test_seed_demo_builds_the_tree_and_is_idempotent(db, settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    call_command("seed_demo", "--no-progress")
+    first = tree_snapshot()
+    kinds = Counter(Tenant.objects.values_list("kind", flat=True))
+    assert kinds == {"partner": 2, "reseller": 6, "organization": 60, "agent": 600}
+    top_resellers = Tenant.objects.filter(kind="reseller", parent__isnull=True)
+    assert top_resellers.count() == 1
+    siblings = Counter((parent, name) for _, name, _, parent, *_ in first)
+    assert max(siblings.values()) == 1  # no two children of one parent share a name
+
+    call_command("seed_demo", "--no-progress")
+    assert tree_snapshot() == first
+    assert Membership.objects.count() == 4
+
+
+def test_demo_is_the_same_on_every_build():
+    assert demo_tree() == demo_tree()
+
+
+def test_printed_logins_work_and_are_scoped(db, settings, capsys):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    call_command("seed_demo", "--no-progress")
+    printed = capsys.readouterr().out
+    for spec in demo_users(demo_tree()):
+        assert spec.username in printed and spec.password in printed
+        user = authenticate(username=spec.username, password=spec.password)
+        assert user is not None
+    reseller = authenticate(username="reseller", password="reseller-demo-2026")
+    visible = Tenant.objects.visible_to(reseller)
+    assert visible.filter(kind="reseller").count() == 1
+    assert visible.count() == 1 + 10 + 100
+
+
+def test_if_empty_leaves_existing_data_alone(db, capsys):
+    Tenant.objects.create(name="Existing", slug="existing", kind="partner")
+    call_command("seed_demo", "--if-empty", "--no-progress")
+    assert Tenant.objects.count() == 1
+    assert "reseller-demo-2026" in capsys.readouterr().out

@@ -1,0 +1,63 @@
+"""One error shape for the API: {"errors": [{"index"?, "field"?, "message"}]} or {"detail"}."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import JsonResponse
+from rest_framework import exceptions
+from rest_framework.settings import api_settings
+from rest_framework.views import exception_handler as drf_exception_handler
+
+NON_FIELD_KEYS = {api_settings.NON_FIELD_ERRORS_KEY, "__all__"}
+
+
+def flatten_errors(detail, field: str | None = None, index: int | None = None) -> list[dict]:
+    """Turn DRF's nested error detail into a flat list of {index, field, message}."""
+    if isinstance(detail, dict):
+        errors = []
+        for key, value in detail.items():
+            child = field if key in NON_FIELD_KEYS else f"{field}.{key}" if field else str(key)
+            errors.extend(flatten_errors(value, child, index))
+        return errors
+    if isinstance(detail, list):
+        if any(isinstance(item, dict) for item in detail):
+            errors = []
+            for i, item in enumerate(detail):
+                if item:
+                    if field is None and index is None:
+                        errors.extend(flatten_errors(item, None, i))
+                    else:
+                        errors.extend(flatten_errors(item, f"{field}[{i}]", index))
+            return errors
+        errors = []
+        for item in detail:
+            errors.extend(flatten_errors(item, field, index))
+        return errors
+    error = {"message": str(detail)}
+    if field:
+        error["field"] = field
+    if index is not None:
+        error["index"] = index
+    return [error]
+
+
+def drf_validation_error(error: DjangoValidationError) -> exceptions.ValidationError:
+    """A model-level validation error, as the API's 400."""
+    if hasattr(error, "error_dict"):
+        return exceptions.ValidationError(error.message_dict)
+    return exceptions.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: error.messages})
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        exc = drf_validation_error(exc)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, exceptions.ValidationError):
+        response.data = {"errors": flatten_errors(exc.detail)}
+    return response
+
+
+def json_not_found(request, exception=None):
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+def json_server_error(request):
+    return JsonResponse({"detail": "Server error."}, status=500)

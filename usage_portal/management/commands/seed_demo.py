@@ -1,0 +1,39 @@
+"""Load the demo: a realistic tenant tree and users at every level (idempotent)."""
+
+from django.core.management.base import BaseCommand
+from tqdm import tqdm
+
+from accounts.demo import demo_tree, demo_users, load_demo_tree, load_demo_users
+from accounts.models import Tenant
+
+
+class Command(BaseCommand):
+    help = "Load the demo tenant tree and demo users; running it again changes nothing."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--if-empty",
+            action="store_true",
+            help="Only load when the database holds no tenant yet (still prints the logins).",
+        )
+        parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+
+    def handle(self, *args, if_empty=False, no_progress=False, **options):
+        tree = demo_tree()
+        users = demo_users(tree)
+        if if_empty and Tenant.objects.exists():
+            self.stdout.write("Database already holds tenants; demo data left as it is.")
+        else:
+            with tqdm(total=len(tree), desc="Tenants", unit="tenant", disable=no_progress) as bar:
+                created = load_demo_tree(tree, progress=bar)
+            load_demo_users(users)
+            self.stdout.write(f"Demo tree: {len(tree)} tenants ({created} new).")
+        self.print_logins(users)
+
+    def print_logins(self, users):
+        self.stdout.write(self.style.SUCCESS("Demo logins (http://127.0.0.1:8000/):"))
+        for spec in users:
+            where = spec.tenant_slug or "whole platform"
+            self.stdout.write(
+                f"  {spec.label:<28} {spec.username:<10} / {spec.password:<22} ({where})"
+            )

@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from usage_portal import views
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="reports:home", permanent=False)),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("usage_portal.api.urls")),
+    path("reports/", include("reports.urls")),
+    path("healthz", views.healthz, name="healthz"),
+]
+
+handler404 = views.not_found
+handler500 = views.server_error
