@@ -12,6 +12,7 @@ from django.db.models import Q
 from mptt.managers import TreeManager
 from mptt.models import MPTTModel, TreeForeignKey
 from mptt.querysets import TreeQuerySet
+from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
 
 class TenantQuerySet(TreeQuerySet):
@@ -216,3 +217,59 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} · {self.tenant} ({self.role})"
+
+
+class ApiKeyManager(BaseAPIKeyManager):
+    def get_usable_keys(self):
+        return super().get_usable_keys().select_related("tenant")
+
+
+class ApiKey(AbstractAPIKey):
+    """A hashed key bound to one tenant's subtree; the key itself is shown once."""
+
+    objects = ApiKeyManager()
+
+    class Scope(models.TextChoices):
+        INGEST = "ingest", "Send usage events"
+        READ = "read", "Read usage, records and tenants"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    scopes = models.JSONField(
+        default=list, help_text='Any of "ingest" and "read", e.g. ["ingest", "read"].'
+    )
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
+
+    def clean(self):
+        super().clean()
+        valid = set(self.Scope.values)
+        if (
+            not isinstance(self.scopes, list)
+            or not self.scopes
+            or not set(self.scopes) <= valid
+        ):
+            raise ValidationError(
+                {"scopes": f"Give a non-empty list of scopes among {sorted(valid)}."}
+            )
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+class KeyPrincipal:
+    """Who a request authenticated by API key is: its tenant's subtree, its scopes."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_superuser = False
+    is_staff = False
+
+    def __init__(self, api_key: ApiKey):
+        self.api_key = api_key
+        self.scope_tenant = api_key.tenant
+        self.pk = None
+
+    def __str__(self) -> str:
+        return f"API key {self.api_key.prefix}"

@@ -1,0 +1,107 @@
+"""The meter catalog and the telemetry records (usage events) measured against it."""
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Tenant
+
+
+class Meter(models.Model):
+    class Category(models.TextChoices):
+        PROCESSING = "processing", "Processing"
+        STORAGE = "storage", "Storage"
+        BANDWIDTH = "bandwidth", "Bandwidth"
+        LICENSES = "licenses", "Licenses"
+        PORTALS = "portals", "Portals"
+        COMMUNICATIONS = "communications", "Communications"
+
+    class Unit(models.TextChoices):
+        PU = "PU", "Processing units"
+        SU = "SU", "Storage units"
+        BU = "BU", "Bandwidth units"
+        BYTES = "bytes", "Bytes"
+        MS = "ms", "Milliseconds"
+        COUNT = "count", "Count"
+        MINUTES = "minutes", "Minutes"
+        PAGES = "pages", "Pages"
+
+    class Aggregation(models.TextChoices):
+        SUM = "sum", "Sum of quantities"
+        COUNT = "count", "Number of events"
+        MAX = "max", "Highest value (gauge)"
+        LATEST = "latest", "Latest value (gauge)"
+        UNIQUE_COUNT = "unique_count", "Distinct values of an attribute"
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=120)
+    category = models.CharField(max_length=16, choices=Category.choices)
+    unit = models.CharField(max_length=8, choices=Unit.choices)
+    aggregation = models.CharField(max_length=16, choices=Aggregation.choices)
+    group_by = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="Attribute key that breaks this meter down (e.g. activity, tier).",
+    )
+    unique_key = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="Attribute whose distinct values a unique_count meter counts.",
+    )
+    description = models.TextField(blank=True, default="")
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["category", "code"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.unit})"
+
+    def clean(self):
+        super().clean()
+        if self.aggregation == self.Aggregation.UNIQUE_COUNT and not self.unique_key:
+            raise ValidationError({"unique_key": "A unique_count meter needs the attribute to count."})
+        if self.pk:
+            stored = Meter.objects.filter(pk=self.pk).values_list("code", flat=True).first()
+            if stored and stored != self.code and self.events.exists():
+                raise ValidationError(
+                    {"code": "This meter has recorded events; its code can no longer change."}
+                )
+
+
+class UsageEvent(models.Model):
+    """One telemetry record. Immutable: corrections are new events."""
+
+    class Source(models.TextChoices):
+        API = "api", "API"
+        USER = "user", "User"
+        SERVICE = "service", "Service"
+
+    event_id = models.CharField(max_length=128, unique=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="usage_events")
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="events")
+    quantity = models.DecimalField(max_digits=20, decimal_places=6)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.API)
+    # The value of the meter's group_by attribute, kept apart so rollups can group by it.
+    dimension = models.CharField(max_length=256, blank=True, default="")
+    attributes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tenant", "occurred_at"], name="event_tenant_time"),
+            models.Index(fields=["meter", "occurred_at"], name="event_meter_time"),
+            models.Index(fields=["occurred_at"], name="event_time"),
+            models.Index(fields=["received_at"], name="event_received"),
+        ]
+
+    def __str__(self) -> str:
+        return self.event_id
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise ValidationError("Usage events are immutable; record a correction instead.")
+        super().save(*args, **kwargs)
