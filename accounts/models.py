@@ -22,25 +22,38 @@ class TenantQuerySet(TreeQuerySet):
         Superusers see every tenant; anonymous users and principals without a
         membership see none. This is the only place that decides visibility.
         """
-        if principal is None or not getattr(principal, "is_authenticated", False):
-            return self.none()
-        if getattr(principal, "is_superuser", False):
-            return self.all()
-        roots = list(membership_roots(principal))
-        if not roots:
-            return self.none()
-        return self.filter(subtrees_q(roots))
+        return restrict_to(self, visibility_q(principal))
 
     def managed_by(self, user):
         """Tenants a user may edit: subtrees where the user is manager or admin."""
-        if user is None or not getattr(user, "is_authenticated", False):
-            return self.none()
-        if user.is_superuser:
-            return self.all()
-        roots = list(membership_roots(user, roles=Membership.MANAGING_ROLES))
-        if not roots:
-            return self.none()
-        return self.filter(subtrees_q(roots))
+        return restrict_to(self, visibility_q(user, roles=Membership.MANAGING_ROLES))
+
+
+class ScopedQuerySet(models.QuerySet):
+    """For models that belong to a tenant: the same rule, through `tenant`."""
+
+    def visible_to(self, principal):
+        return restrict_to(self, visibility_q(principal, prefix="tenant__"))
+
+
+def restrict_to(queryset, condition: Q | bool):
+    if condition is True:
+        return queryset.all()
+    if condition is False:
+        return queryset.none()
+    return queryset.filter(condition)
+
+
+def visibility_q(principal, prefix: str = "", roles=None) -> Q | bool:
+    """True (everything), False (nothing) or a Q over the principal's subtrees."""
+    if principal is None or not getattr(principal, "is_authenticated", False):
+        return False
+    if getattr(principal, "is_superuser", False):
+        return True
+    roots = list(membership_roots(principal, roles=roles))
+    if not roots:
+        return False
+    return subtrees_q(roots, prefix)
 
 
 class TenantManager(TreeManager.from_queryset(TenantQuerySet)):
@@ -72,7 +85,8 @@ def membership_roots(principal, roles=None):
     """The tenants at the top of a principal's memberships (or an API key's tenant)."""
     key_tenant = getattr(principal, "scope_tenant", None)
     if key_tenant is not None:
-        return [key_tenant]
+        # API keys read and write within their tenant; they never manage it.
+        return [key_tenant] if roles is None else []
     memberships = Membership.objects.filter(user=principal).select_related("tenant")
     if roles is not None:
         memberships = memberships.filter(role__in=roles)
@@ -245,11 +259,7 @@ class ApiKey(AbstractAPIKey):
     def clean(self):
         super().clean()
         valid = set(self.Scope.values)
-        if (
-            not isinstance(self.scopes, list)
-            or not self.scopes
-            or not set(self.scopes) <= valid
-        ):
+        if not isinstance(self.scopes, list) or not self.scopes or not set(self.scopes) <= valid:
             raise ValidationError(
                 {"scopes": f"Give a non-empty list of scopes among {sorted(valid)}."}
             )

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from accounts.models import Tenant
+from accounts.models import ScopedQuerySet, Tenant
 
 
 class Meter(models.Model):
@@ -62,7 +62,9 @@ class Meter(models.Model):
     def clean(self):
         super().clean()
         if self.aggregation == self.Aggregation.UNIQUE_COUNT and not self.unique_key:
-            raise ValidationError({"unique_key": "A unique_count meter needs the attribute to count."})
+            raise ValidationError(
+                {"unique_key": "A unique_count meter needs the attribute to count."}
+            )
         if self.pk:
             stored = Meter.objects.filter(pk=self.pk).values_list("code", flat=True).first()
             if stored and stored != self.code and self.events.exists():
@@ -89,6 +91,8 @@ class UsageEvent(models.Model):
     # The value of the meter's group_by attribute, kept apart so rollups can group by it.
     dimension = models.CharField(max_length=256, blank=True, default="")
     attributes = models.JSONField(default=dict, blank=True)
+
+    objects = ScopedQuerySet.as_manager()
 
     class Meta:
         indexes = [

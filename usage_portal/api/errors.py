@@ -1,12 +1,23 @@
 """One error shape for the API: {"errors": [{"index"?, "field"?, "message"}]} or {"detail"}."""
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import JsonResponse
-from rest_framework import exceptions
+from rest_framework import exceptions, status
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 NON_FIELD_KEYS = {api_settings.NON_FIELD_ERRORS_KEY, "__all__"}
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+
+    def __init__(self):
+        megabytes = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
+        super().__init__(f"The body is larger than {megabytes} MB; send smaller batches.")
 
 
 def flatten_errors(detail, field: str | None = None, index: int | None = None) -> list[dict]:
@@ -49,6 +60,8 @@ def drf_validation_error(error: DjangoValidationError) -> exceptions.ValidationE
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = drf_validation_error(exc)
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.ValidationError):
         response.data = {"errors": flatten_errors(exc.detail)}

@@ -8,4 +8,5 @@ app_name = "api"
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="auth-token"),
     path("", include("accounts.api.urls")),
+    path("", include("metering.api.urls")),
 ]

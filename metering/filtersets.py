@@ -1,0 +1,40 @@
+"""Usage record filters, shared by the records API and the records page."""
+
+import datetime as dt
+
+import django_filters
+from django.http import Http404
+
+from accounts.models import Tenant, subtrees_q
+from metering.models import Meter, UsageEvent
+
+
+class UsageEventFilterSet(django_filters.FilterSet):
+    tenant = django_filters.CharFilter(method="filter_tenant", label="Tenant (slug; its subtree)")
+    meter = django_filters.CharFilter(field_name="meter__code", label="Meter code")
+    category = django_filters.ChoiceFilter(
+        field_name="meter__category", choices=Meter.Category.choices
+    )
+    source = django_filters.ChoiceFilter(choices=UsageEvent.Source.choices)
+    start = django_filters.DateTimeFilter(method="filter_start", label="From (date or time)")
+    end = django_filters.DateTimeFilter(method="filter_end", label="Until (date inclusive)")
+
+    class Meta:
+        model = UsageEvent
+        fields = ["tenant", "meter", "category", "source", "start", "end"]
+
+    def filter_tenant(self, queryset, name, value):
+        tenant = Tenant.objects.visible_to(self.request.user).filter(slug=value).first()
+        if tenant is None:
+            raise Http404("No such tenant.")
+        return queryset.filter(subtrees_q([tenant], "tenant__"))
+
+    def filter_start(self, queryset, name, value):
+        return queryset.filter(occurred_at__gte=value)
+
+    def filter_end(self, queryset, name, value):
+        # A bare date means the whole day: end dates are inclusive.
+        raw = self.data.get("end", "")
+        if len(raw) == 10:
+            return queryset.filter(occurred_at__lt=value + dt.timedelta(days=1))
+        return queryset.filter(occurred_at__lte=value)
