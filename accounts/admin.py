@@ -6,8 +6,9 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from mptt.admin import DraggableMPTTAdmin
+from rest_framework_api_key.models import APIKey as LibraryApiKey
 
-from accounts.models import Membership, Tenant
+from accounts.models import ApiKey, Membership, Tenant
 from accounts.services import check_parent_allowed, tree_write_lock, user_can_manage
 
 
@@ -204,3 +205,45 @@ class MembershipAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
                     get_user_model().objects.filter(memberships__tenant__in=managed).distinct()
                 )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class ApiKeyAdminForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=ApiKey.Scope.choices, widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "tenant", "scopes", "expiry_date", "revoked"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    form = ApiKeyAdminForm
+    list_display = ("name", "prefix", "tenant", "scopes", "created", "expiry_date", "revoked")
+    list_filter = ("revoked",)
+    search_fields = ("name", "prefix", "tenant__slug")
+    list_select_related = ("tenant",)
+    readonly_fields = ("prefix", "created")
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "tenant" and not request.user.is_superuser:
+            kwargs["queryset"] = Tenant.objects.managed_by(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save()
+            return
+        key = ApiKey.objects.assign_key(obj)
+        obj.save()
+        self.message_user(
+            request,
+            f"The API key for {obj.name} is: {key} — copy it now; it will not be shown again.",
+            level=messages.WARNING,
+        )
+
+
+# The library registers its own unscoped key model; ours replaces it.
+if admin.site.is_registered(LibraryApiKey):
+    admin.site.unregister(LibraryApiKey)

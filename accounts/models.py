@@ -268,6 +268,19 @@ class ApiKey(AbstractAPIKey):
         return scope in self.scopes
 
 
+class PlatformPrincipal:
+    """The platform itself, for operator commands (bulk loads): sees every tenant."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_superuser = True
+    is_staff = True
+    pk = None
+
+    def __str__(self) -> str:
+        return "platform"
+
+
 class KeyPrincipal:
     """Who a request authenticated by API key is: its tenant's subtree, its scopes."""
 

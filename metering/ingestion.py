@@ -82,6 +82,16 @@ def validate_batch(events, *, principal, now: datetime | None = None) -> list[Us
         raise BatchRejected(
             [EventError(f"At most {MAX_BATCH:,} events per batch; got {len(events):,}.", "events")]
         )
+    rows, errors = validate_events(events, principal=principal, now=now)
+    if errors:
+        raise BatchRejected(errors)
+    return rows
+
+
+def validate_events(
+    events: list, *, principal, now: datetime | None = None
+) -> tuple[list[UsageEvent], list[EventError]]:
+    """Each event checked on its own: the valid ones, and errors naming the others."""
     context = BatchContext(events, principal=principal, now=now or timezone.now())
     rows, errors = [], []
     for index, raw in enumerate(events):
@@ -91,9 +101,16 @@ def validate_batch(events, *, principal, now: datetime | None = None) -> list[Us
         errors.extend(event_errors)
         if event is not None:
             rows.append(event)
-    if errors:
-        raise BatchRejected(errors)
-    return rows
+    return rows, errors
+
+
+def count_stored(event_ids: list[str]) -> int:
+    """How many of these event ids are already stored (for dry runs)."""
+    found = 0
+    for start in range(0, len(event_ids), LOOKUP_CHUNK):
+        chunk = event_ids[start : start + LOOKUP_CHUNK]
+        found += UsageEvent.objects.filter(event_id__in=chunk).count()
+    return found
 
 
 class BatchContext:

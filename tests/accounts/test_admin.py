@@ -138,3 +138,37 @@ def test_viewer_cannot_reach_admin(world, users, login):
 def test_superuser_sees_whole_tree(world, users, login):
     response = login(users["superuser"]).get(CHANGELIST)
     assert len(response.context["cl"].result_list) == Tenant.objects.count()
+
+
+def test_api_key_created_in_admin_is_shown_once_and_works(world, users, login, client):
+    staff = login(users["manager_a"])
+    response = staff.post(
+        "/admin/accounts/apikey/add/",
+        {"name": "crm", "tenant": world.org_a.pk, "scopes": ["read"]},
+        follow=True,
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    key = shown[0].split("is: ")[1].split(" ")[0]
+    from accounts.models import ApiKey
+
+    stored = ApiKey.objects.get(name="crm")
+    assert stored.tenant == world.org_a and stored.scopes == ["read"]
+    assert key not in staff.get(f"/admin/accounts/apikey/{stored.pk}/change/").content.decode()
+    api_client = type(client)()
+    api_client.defaults["HTTP_AUTHORIZATION"] = f"Api-Key {key}"
+    assert api_client.get("/api/v1/tenants/").status_code == 200
+
+
+def test_api_keys_of_another_reseller_are_hidden(world, users, login):
+    from accounts.models import ApiKey
+
+    theirs, _ = ApiKey.objects.create_key(name="b", tenant=world.reseller_b, scopes=["read"])
+    client = login(users["manager_a"])
+    assert "b" not in {
+        k.name for k in client.get("/admin/accounts/apikey/").context["cl"].result_list
+    }
+    assert client.get(f"/admin/accounts/apikey/{theirs.pk}/change/").status_code == 404
+    response = client.post(
+        "/admin/accounts/apikey/add/", {"name": "x", "tenant": world.org_b.pk, "scopes": ["read"]}
+    )
+    assert response.status_code == 200 and not ApiKey.objects.filter(name="x").exists()

@@ -1,0 +1,48 @@
+from django.contrib import admin
+
+from accounts.admin import TenantScopedAdminMixin
+from metering.models import Meter, UsageEvent
+
+
+@admin.register(Meter)
+class MeterAdmin(admin.ModelAdmin):
+    """The catalog belongs to platform operators; staff may look it up."""
+
+    list_display = ("code", "name", "category", "unit", "aggregation", "group_by", "is_active")
+    list_filter = ("category", "aggregation", "is_active")
+    search_fields = ("code", "name")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.events.exists():
+            return ("code",)
+        return ()
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    has_add_permission = has_change_permission
+    has_delete_permission = has_change_permission
+
+
+@admin.register(UsageEvent)
+class UsageEventAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    """Usage records, read-only: corrections are new events sent through the API."""
+
+    list_display = ("event_id", "tenant", "meter", "quantity", "occurred_at", "source")
+    list_filter = ("source", "meter__category", "meter")
+    search_fields = ("event_id", "tenant__slug")
+    list_select_related = ("tenant", "meter")
+    date_hierarchy = "occurred_at"
+    show_full_result_count = False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,61 @@
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+from django.core.management import call_command
+from django.utils import timezone
+
+from metering.models import UsageEvent
+
+
+def write_jsonl(path, events):
+    path.write_text("\n".join(e if isinstance(e, str) else json.dumps(e) for e in events) + "\n")
+
+
+def test_jsonl_load_reports_accepted_duplicates_and_rejected_lines(world, tmp_path, capsys):
+    at = (timezone.now() - timedelta(hours=2)).isoformat()
+    good = [
+        {"event_id": f"f-{i}", "tenant": "agent-a", "meter": "emails", "quantity": 1,
+         "timestamp": at}
+        for i in range(7)
+    ]  # fmt: skip
+    lines = [*good[:3], "{broken", good[3], {**good[4], "quantity": "NaN"}, *good[5:], good[0]]
+    source = tmp_path / "usage.jsonl"
+    write_jsonl(source, lines)
+    call_command("ingest", str(source), "--batch-size", "4", "--no-progress")
+    out = capsys.readouterr().out
+    assert "6 accepted, 1 duplicates, 2 rejected." in out
+    assert "line 4: not valid JSON" in out
+    assert "line 6: quantity:" in out
+    assert UsageEvent.objects.count() == 6
+
+    call_command("ingest", str(source), "--no-progress")
+    assert "0 accepted, 7 duplicates, 2 rejected." in capsys.readouterr().out
+    assert UsageEvent.objects.count() == 6
+
+
+def test_dry_run_stores_nothing(world, tmp_path, capsys):
+    source = tmp_path / "usage.jsonl"
+    write_jsonl(
+        source,
+        [{"event_id": "d-1", "tenant": "agent-a", "meter": "emails", "quantity": 1}],
+    )
+    call_command("ingest", str(source), "--dry-run", "--no-progress")
+    assert "1 would be accepted, 0 duplicates, 0 rejected." in capsys.readouterr().out
+    assert not UsageEvent.objects.exists()
+
+
+def test_csv_with_attribute_columns(world, tmp_path, capsys):
+    source = tmp_path / "usage.csv"
+    source.write_text(
+        "event_id,tenant,meter,quantity,source,attr_tier\n"
+        "c-1,agent-a,storage_units,12.5,service,hot\n"
+        "c-2,agent-a,storage_units,abc,service,cool\n"
+        "c-3,EXT-ORG-A,storage_units,3,service,archive\n"
+    )
+    call_command("ingest", str(source), "--no-progress")
+    out = capsys.readouterr().out
+    assert "2 accepted, 0 duplicates, 1 rejected." in out and "line 3: quantity" in out
+    stored = UsageEvent.objects.get(event_id="c-1")
+    assert stored.quantity == Decimal("12.5") and stored.dimension == "hot"
+    assert stored.source == "service"
