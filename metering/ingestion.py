@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -352,6 +352,28 @@ def check_meter_attributes(meter: Meter, attributes: dict, errors) -> None:
         )
 
 
+def column_adapters(conn) -> list[tuple[str, callable]]:
+    """(column, row -> database value) for each inserted column.
+
+    The same conversions Django's fields apply on save (`get_db_prep_save`),
+    resolved once per batch instead of once per value: the per-value field
+    machinery cost ten times the INSERT itself on large batches.
+    """
+    ops = conn.ops
+    attributes = UsageEvent._meta.get_field("attributes")
+    return [
+        ("event_id", lambda r: r.event_id),
+        ("tenant_id", lambda r: r.tenant_id),
+        ("meter_id", lambda r: r.meter_id),
+        ("quantity", lambda r: ops.adapt_decimalfield_value(r.quantity, 20, QUANTITY_PLACES)),
+        ("occurred_at", lambda r: ops.adapt_datetimefield_value(r.occurred_at)),
+        ("received_at", lambda r: ops.adapt_datetimefield_value(r.received_at)),
+        ("source", lambda r: r.source),
+        ("dimension", lambda r: r.dimension),
+        ("attributes", lambda r: attributes.get_db_prep_save(r.attributes, conn)),
+    ]
+
+
 def store_events(rows: list[UsageEvent]) -> IngestResult:
     """Insert the batch in one transaction; already stored event ids count as duplicates."""
     inserted: list[str] = []
@@ -371,25 +393,17 @@ def insert_new_events(rows: list[UsageEvent]) -> list[str]:
     (the unique index decides). Works on SQLite ≥ 3.35 and PostgreSQL. A
     duplicate inside the batch is skipped the same way.
     """
-    fields = [
-        UsageEvent._meta.get_field(name)
-        for name in (
-            "event_id", "tenant", "meter", "quantity", "occurred_at",
-            "received_at", "source", "dimension", "attributes",
-        )
-    ]  # fmt: skip
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params = []
-    for row in rows:
-        for f in fields:
-            params.append(f.get_db_prep_save(getattr(row, f.attname), connection))
-    table = connection.ops.quote_name(UsageEvent._meta.db_table)
+    conn = connections[router.db_for_write(UsageEvent)]
+    columns, adapters = zip(*column_adapters(conn), strict=True)
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    params = [adapt(row) for row in rows for adapt in adapters]
+    columns = ", ".join(conn.ops.quote_name(c) for c in columns)
+    table = conn.ops.quote_name(UsageEvent._meta.db_table)
+    event_id = conn.ops.quote_name("event_id")
     sql = (
         f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholders] * len(rows))} "
-        f"ON CONFLICT ({connection.ops.quote_name('event_id')}) DO NOTHING "
-        f"RETURNING {connection.ops.quote_name('event_id')}"
+        f"ON CONFLICT ({event_id}) DO NOTHING RETURNING {event_id}"
     )
-    with connection.cursor() as cursor:
+    with conn.cursor() as cursor:
         cursor.execute(sql, params)
         return [r[0] for r in cursor.fetchall()]

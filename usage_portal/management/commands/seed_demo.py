@@ -1,10 +1,15 @@
 """Load the demo: a realistic tenant tree and users at every level (idempotent)."""
 
+import time
+
 from django.core.management.base import BaseCommand
+from django.utils import timezone
 from tqdm import tqdm
 
 from accounts.demo import demo_tree, demo_users, load_demo_tree, load_demo_users
 from accounts.models import Tenant
+from metering.demo import load_demo_usage
+from metering.models import UsageEvent
 
 
 class Command(BaseCommand):
@@ -17,8 +22,11 @@ class Command(BaseCommand):
             help="Only load when the database holds no tenant yet (still prints the logins).",
         )
         parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+        parser.add_argument(
+            "--no-usage", action="store_true", help="Load the tree and users without usage."
+        )
 
-    def handle(self, *args, if_empty=False, no_progress=False, **options):
+    def handle(self, *args, if_empty=False, no_progress=False, no_usage=False, **options):
         tree = demo_tree()
         users = demo_users(tree)
         if if_empty and Tenant.objects.exists():
@@ -28,7 +36,19 @@ class Command(BaseCommand):
                 created = load_demo_tree(tree, progress=bar)
             load_demo_users(users)
             self.stdout.write(f"Demo tree: {len(tree)} tenants ({created} new).")
+            if not no_usage:
+                self.load_usage(no_progress)
         self.print_logins(users)
+
+    def load_usage(self, no_progress: bool):
+        if UsageEvent.objects.filter(event_id__startswith="demo-").exists():
+            self.stdout.write("Demo usage already loaded.")
+            return
+        started = time.monotonic()
+        with tqdm(desc="Usage events", unit="event", disable=no_progress) as bar:
+            stored = load_demo_usage(timezone.now().date(), progress=bar)
+        seconds = time.monotonic() - started
+        self.stdout.write(f"Demo usage: {stored:,} events in {seconds:.0f} s.")
 
     def print_logins(self, users):
         self.stdout.write(self.style.SUCCESS("Demo logins (http://127.0.0.1:8000/):"))
