@@ -36,14 +36,22 @@ PROFILES = {
 
 
 class DemoUsage:
-    def __init__(self, end_day: date, days: int = DAYS, seed: int = SEED):
+    def __init__(
+        self, end_day: date, days: int = DAYS, seed: int = SEED, now: datetime | None = None
+    ):
         self.rng = random.Random(seed)
         self.first_day = end_day - timedelta(days=days - 1)
         self.days = days
-        self.now = datetime.now(UTC)
+        self.now = now or datetime.now(UTC)
         self.meters = {m.code: m for m in Meter.objects.all()}
 
     def events(self, organizations: list[Tenant], agents_by_org: dict) -> Iterator[UsageEvent]:
+        """Every demo event up to now; later hours of today are drawn but not kept."""
+        return (
+            e for e in self.all_events(organizations, agents_by_org) if e.occurred_at <= self.now
+        )
+
+    def all_events(self, organizations, agents_by_org) -> Iterator[UsageEvent]:
         for org in organizations:
             profile = PROFILES[self.rng.choice(list(PROFILES))]
             yield from self.organization_events(org, profile)
@@ -57,10 +65,9 @@ class DemoUsage:
 
     def at(self, day: date, hour: int | None = None) -> datetime:
         hour = hour if hour is not None else self.rng.choices(HOURS, HOUR_WEIGHTS)[0]
-        moment = datetime.combine(day, time(hour), UTC) + timedelta(
+        return datetime.combine(day, time(hour), UTC) + timedelta(
             minutes=self.rng.randrange(60), seconds=self.rng.randrange(60)
         )
-        return min(moment, self.now)
 
     def event(self, event_id, tenant, code, quantity, at, source="api", **attributes):
         meter = self.meters[code]
@@ -158,14 +165,14 @@ def poisson(rng: random.Random, mean: float) -> int:
         k += 1
 
 
-def load_demo_usage(end_day: date, progress=None) -> int:
+def load_demo_usage(end_day: date, days: int = DAYS, progress=None) -> int:
     """Load demo usage for every demo organization and agent; returns events stored."""
     organizations = list(Tenant.objects.filter(kind=Tenant.Kind.ORGANIZATION).order_by("slug"))
     agents_by_org: dict[int, list[Tenant]] = {}
     for agent in Tenant.objects.filter(kind=Tenant.Kind.AGENT).order_by("slug"):
         agents_by_org.setdefault(agent.parent_id, []).append(agent)
     stored, batch = 0, []
-    for event in DemoUsage(end_day).events(organizations, agents_by_org):
+    for event in DemoUsage(end_day, days=days).events(organizations, agents_by_org):
         batch.append(event)
         if len(batch) >= STORE_BATCH:
             stored += store_events(batch).accepted

@@ -15,7 +15,7 @@ def tree_snapshot():
 
 def test_seed_demo_builds_the_tree_and_is_idempotent(db, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    call_command("seed_demo", "--no-progress")
+    call_command("seed_demo", "--no-progress", "--no-usage")
     first = tree_snapshot()
     kinds = Counter(Tenant.objects.values_list("kind", flat=True))
     assert kinds == {"partner": 2, "reseller": 6, "organization": 60, "agent": 600}
@@ -24,7 +24,7 @@ def test_seed_demo_builds_the_tree_and_is_idempotent(db, settings):
     siblings = Counter((parent, name) for _, name, _, parent, *_ in first)
     assert max(siblings.values()) == 1  # no two children of one parent share a name
 
-    call_command("seed_demo", "--no-progress")
+    call_command("seed_demo", "--no-progress", "--no-usage")
     assert tree_snapshot() == first
     assert Membership.objects.count() == 4
 
@@ -35,7 +35,7 @@ def test_demo_is_the_same_on_every_build():
 
 def test_printed_logins_work_and_are_scoped(db, settings, capsys):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    call_command("seed_demo", "--no-progress")
+    call_command("seed_demo", "--no-progress", "--no-usage")
     printed = capsys.readouterr().out
     for spec in demo_users(demo_tree()):
         assert spec.username in printed and spec.password in printed
@@ -49,6 +49,6 @@ def test_printed_logins_work_and_are_scoped(db, settings, capsys):
 
 def test_if_empty_leaves_existing_data_alone(db, capsys):
     Tenant.objects.create(name="Existing", slug="existing", kind="partner")
-    call_command("seed_demo", "--if-empty", "--no-progress")
+    call_command("seed_demo", "--if-empty", "--no-progress", "--no-usage")
     assert Tenant.objects.count() == 1
     assert "reseller-demo-2026" in capsys.readouterr().out

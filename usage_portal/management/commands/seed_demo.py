@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from accounts.demo import demo_tree, demo_users, load_demo_tree, load_demo_users
 from accounts.models import Tenant
-from metering.demo import load_demo_usage
+from metering.demo import DAYS, load_demo_usage
 from metering.models import UsageEvent
 
 
@@ -25,8 +25,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-usage", action="store_true", help="Load the tree and users without usage."
         )
+        parser.add_argument(
+            "--days", type=int, default=DAYS, help=f"Days of usage up to today (default {DAYS})."
+        )
 
-    def handle(self, *args, if_empty=False, no_progress=False, no_usage=False, **options):
+    def handle(
+        self, *args, if_empty=False, no_progress=False, no_usage=False, days=DAYS, **options
+    ):
         tree = demo_tree()
         users = demo_users(tree)
         if if_empty and Tenant.objects.exists():
@@ -37,16 +42,16 @@ class Command(BaseCommand):
             load_demo_users(users)
             self.stdout.write(f"Demo tree: {len(tree)} tenants ({created} new).")
             if not no_usage:
-                self.load_usage(no_progress)
+                self.load_usage(days, no_progress)
         self.print_logins(users)
 
-    def load_usage(self, no_progress: bool):
+    def load_usage(self, days: int, no_progress: bool):
         if UsageEvent.objects.filter(event_id__startswith="demo-").exists():
             self.stdout.write("Demo usage already loaded.")
             return
         started = time.monotonic()
         with tqdm(desc="Usage events", unit="event", disable=no_progress) as bar:
-            stored = load_demo_usage(timezone.now().date(), progress=bar)
+            stored = load_demo_usage(timezone.now().date(), days=days, progress=bar)
         seconds = time.monotonic() - started
         self.stdout.write(f"Demo usage: {stored:,} events in {seconds:.0f} s.")
 

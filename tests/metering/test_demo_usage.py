@@ -1,0 +1,118 @@
+from collections import Counter
+from datetime import timedelta
+
+from django.core.management import call_command
+from django.db.models import Count
+from django.utils import timezone
+
+from accounts.models import Tenant
+from metering.demo import DemoUsage
+from metering.ingestion import validate_events
+from metering.models import UsageEvent
+
+
+def generate(world, days=5, now=None):
+    agents = {world.org_a.pk: [world.agent_a]}
+    now = now or timezone.now()
+    return list(DemoUsage(now.date(), days=days, now=now).events([world.org_a], agents))
+
+
+def as_payload(event):
+    return {
+        "event_id": event.event_id,
+        "tenant": event.tenant.slug,
+        "meter": event.meter.code,
+        "quantity": str(event.quantity),
+        "timestamp": event.occurred_at.isoformat(),
+        "source": event.source,
+        "attributes": event.attributes,
+    }
+
+
+def test_demo_usage_is_deterministic(world):
+    now = timezone.now()
+    first = [(e.event_id, e.quantity, e.occurred_at) for e in generate(world, now=now)]
+    second = [(e.event_id, e.quantity, e.occurred_at) for e in generate(world, now=now)]
+    assert first == second
+    assert max(at for _, _, at in first) <= now
+
+
+def test_demo_events_pass_the_ingestion_rules(world, users):
+    events = generate(world)
+    rows, errors = validate_events([as_payload(e) for e in events], principal=users["superuser"])
+    assert errors == []
+    assert len(rows) == len(events)
+
+
+def test_demo_usage_is_believable(world):
+    events = generate(world, days=14)
+    calls = [e for e in events if e.meter.code == "call_minutes"]
+    business = sum(1 for e in calls if 7 <= e.occurred_at.hour < 19)
+    assert business / len(calls) > 0.75
+    storage = Counter(
+        (e.occurred_at.date(), e.dimension) for e in events if e.meter.code == "storage_units"
+    )
+    assert set(storage.values()) == {1}  # one gauge reading per tier per day
+    assert {tier for _, tier in storage} == {"hot", "cool", "archive"}
+    licenses = [e for e in events if e.meter.code == "licenses"]
+    assert {e.tenant for e in licenses} == {world.org_a}
+    assert {e.dimension for e in licenses} == {"administrator", "power_plus", "viewer"}
+    categories = {e.meter.category for e in events}
+    assert categories == {
+        "processing", "storage", "bandwidth", "licenses", "portals", "communications",
+    }  # fmt: skip
+
+
+def test_seed_demo_loads_usage_once(db, settings, capsys):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    call_command("seed_demo", "--no-progress", "--days", "2")
+    loaded = UsageEvent.objects.count()
+    assert loaded > 20_000
+    per_kind = dict(
+        UsageEvent.objects.values_list("tenant__kind").annotate(n=Count("id")).order_by()
+    )
+    assert set(per_kind) == {Tenant.Kind.AGENT, Tenant.Kind.ORGANIZATION}
+    oldest = UsageEvent.objects.order_by("occurred_at").first().occurred_at
+    assert oldest.date() >= timezone.now().date() - timedelta(days=1)
+    call_command("seed_demo", "--no-progress", "--days", "2")
+    assert "Demo usage already loaded." in capsys.readouterr().out
+    assert UsageEvent.objects.count() == loaded
+
+
+def test_events_are_immutable(world, users):
+    from metering.ingestion import ingest_events
+
+    ingest_events(
+        [{"event_id": "x", "tenant": "agent-a", "meter": "emails", "quantity": 1}],
+        principal=users["superuser"],
+    )
+    event = UsageEvent.objects.get()
+    event.quantity = 5
+    try:
+        event.save()
+    except Exception as error:  # noqa: BLE001
+        assert "immutable" in str(error)
+    else:
+        raise AssertionError("saving a stored event must fail")
+    event.refresh_from_db()
+    assert event.quantity == 1
+
+
+def test_meter_code_is_frozen_once_events_exist(world, users):
+    from django.core.exceptions import ValidationError
+
+    from metering.ingestion import ingest_events
+    from metering.models import Meter
+
+    ingest_events(
+        [{"event_id": "y", "tenant": "agent-a", "meter": "emails", "quantity": 1}],
+        principal=users["superuser"],
+    )
+    meter = Meter.objects.get(code="emails")
+    meter.code = "mails"
+    try:
+        meter.full_clean()
+    except ValidationError as error:
+        assert "code" in error.message_dict
+    else:
+        raise AssertionError("renaming a meter with events must fail")
