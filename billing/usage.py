@@ -1,0 +1,459 @@
+"""The one usage query: how much a tenant's subtree used, by any grouping.
+
+`usage_summary` is the only code that answers "how much". It reads the tenant
+billing table (DailyUsage) for what is rolled up and adds the real-time tail
+from raw events: events that arrived after their day was rolled up. Summable
+meters (sum, count) add the tail to the stored day; gauges (max, latest) with
+tail events have those days recomputed from raw events; distinct counts
+(unique_count) are counted over raw events for the whole period.
+
+Period values follow rule 3: sum and count add the days up, max takes the
+largest day, latest the last day with data, unique_count the distinct
+(member tenant, value) pairs of the period.
+"""
+
+import bisect
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.models import Tenant, subtrees_q
+from billing.aggregation import (
+    ADDITIVE,
+    day_bounds,
+    event_day_sql,
+    member_values_sql,
+    unique_value_sql,
+)
+from billing.models import DailyUsage, RolledDay, RollupRun
+from metering.models import Meter, UsageEvent
+
+GROUP_BYS = ("meter", "day", "child", "source", "dimension")
+QUANTUM = Decimal("0.000001")
+GAUGES = {Meter.Aggregation.MAX, Meter.Aggregation.LATEST}
+
+
+@dataclass(frozen=True)
+class UsageFilters:
+    meters: tuple[str, ...] = ()
+    category: str = ""
+    source: str = ""
+    dimension: str | None = None
+
+
+@dataclass
+class UsageRow:
+    meter: Meter
+    quantity: Decimal
+    event_count: int
+    key: object = None  # the group: a day, a child Tenant, a source or a dimension value
+
+
+@dataclass
+class UsageSummary:
+    tenant: Tenant
+    start: date
+    end: date
+    group_by: str
+    rows: list[UsageRow]
+    as_of: datetime
+    last_rollup: RollupRun | None = None
+    meters: list[Meter] = field(default_factory=list)
+
+
+def usage_summary(
+    tenant: Tenant,
+    start: date,
+    end: date,
+    group_by: str = "meter",
+    filters: UsageFilters | None = None,
+) -> UsageSummary:
+    """Usage of `tenant`'s subtree from `start` to `end` (both inclusive, UTC days)."""
+    if group_by not in GROUP_BYS:
+        raise ValueError(f"group_by must be one of {', '.join(GROUP_BYS)}")
+    filters = filters or UsageFilters()
+    as_of = timezone.now()
+    meters = select_meters(filters)
+    grouping = Grouping(tenant, group_by)
+    query = TailQuery(tenant, start, end, filters)
+    series = DailySeries()
+    summable = [m for m in meters if m.aggregation not in {Meter.Aggregation.UNIQUE_COUNT}]
+    replaced = query.gauge_days_with_tail([m for m in summable if m.aggregation in GAUGES])
+    read_stored(series, grouping, query, summable, skip=replaced)
+    add_additive_tail(series, grouping, query, [m for m in meters if m.aggregation in ADDITIVE])
+    add_recomputed_gauges(series, grouping, query, replaced)
+    rows = fold_period(series, {m.pk: m for m in summable})
+    rows += unique_count_rows(grouping, query, [m for m in meters if m not in summable])
+    rows = complete_children(rows, grouping, meters, filters)
+    rows.sort(key=lambda r: (r.meter.category, r.meter.code, sort_key(r.key)))
+    return UsageSummary(
+        tenant=tenant,
+        start=start,
+        end=end,
+        group_by=group_by,
+        rows=rows,
+        as_of=as_of,
+        last_rollup=RollupRun.objects.last_success(),
+        meters=meters,
+    )
+
+
+def select_meters(filters: UsageFilters) -> list[Meter]:
+    meters = Meter.objects.all()
+    if filters.meters:
+        meters = meters.filter(code__in=filters.meters)
+    if filters.category:
+        meters = meters.filter(category=filters.category)
+    return list(meters)
+
+
+def sort_key(key):
+    if isinstance(key, Tenant):
+        return (1, key.name)
+    return (0, "" if key is None else str(key))
+
+
+class DailySeries:
+    """Daily values per (group key, meter id, day): [quantity, event count]."""
+
+    def __init__(self):
+        self.values: dict[tuple, list] = defaultdict(lambda: [Decimal(0), 0])
+
+    def add(self, key, meter_id: int, day: date, quantity, count: int, sign: int = 1):
+        cell = self.values[(key, meter_id, day)]
+        cell[0] += sign * to_decimal(quantity)
+        cell[1] += sign * count
+
+
+def to_decimal(value) -> Decimal:
+    if value is None:
+        return Decimal(0)
+    if isinstance(value, Decimal):
+        return value
+    # SQLite hands sums of decimal columns back as float; quantities carry 6 places.
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def as_date(value) -> date:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+class Grouping:
+    """How stored rows and member tenants map onto the requested groups."""
+
+    def __init__(self, tenant: Tenant, group_by: str):
+        self.tenant = tenant
+        self.group_by = group_by
+        self.children = list(tenant.get_children().order_by("lft")) if group_by == "child" else []
+        self._lefts = [c.lft for c in self.children]
+
+    @property
+    def row_field(self) -> str | None:
+        """The DailyUsage / UsageEvent column a group comes from, if any."""
+        return {"source": "source", "dimension": "dimension"}.get(self.group_by)
+
+    def key_of(self, *, day: date, column_value=None, lft: int | None = None):
+        if self.group_by == "day":
+            return day
+        if self.row_field:
+            return column_value
+        if self.group_by == "child":
+            return self.member_group(lft)
+        return None
+
+    def member_group(self, lft: int) -> Tenant:
+        """The direct child whose subtree holds a member (by lft), or the tenant itself."""
+        i = bisect.bisect_right(self._lefts, lft) - 1
+        if i >= 0 and self.children[i].lft <= lft <= self.children[i].rght:
+            return self.children[i]
+        return self.tenant
+
+
+class TailQuery:
+    """The subtree, the days and the watermarks that decide what is tail."""
+
+    def __init__(self, tenant: Tenant, start: date, end: date, filters: UsageFilters):
+        self.tenant = tenant
+        self.start, self.end = start, end
+        self.filters = filters
+        self.start_at, self.end_at = day_bounds(start, end)
+        self.watermark = RollupRun.objects.watermark()
+        # Days recomputed after the last complete run (a run that stopped half way).
+        self.day_marks = dict(
+            RolledDay.objects.filter(
+                day__range=(start, end), watermark__gt=self.watermark
+            ).values_list("day", "watermark")
+        )
+
+    def events(self, meter_ids):
+        qs = UsageEvent.objects.filter(
+            subtrees_q([self.tenant], "tenant__"),
+            occurred_at__gte=self.start_at,
+            occurred_at__lt=self.end_at,
+            meter_id__in=meter_ids,
+        )
+        if self.filters.source:
+            qs = qs.filter(source=self.filters.source)
+        if self.filters.dimension is not None:
+            qs = qs.filter(dimension=self.filters.dimension)
+        return qs
+
+    def tail_groups(self, meter_ids: list[int], columns: list[str]) -> list[tuple]:
+        """(*columns, quantity sum, event count) over the tail events, grouped by columns.
+
+        Raw SQL: the tail is read from the primary key range first (a
+        materialized CTE), since a planner otherwise walks the subtree's whole
+        history by tenant and time to find the few new events.
+        Columns: meter_id, day, source, dimension, lft.
+        """
+        if not meter_ids:
+            return []
+        ops = connection.ops
+        expressions = {
+            "meter_id": "e.meter_id",
+            "day": event_day_sql(),
+            "source": "e.source",
+            "dimension": "e.dimension",
+            "lft": "t.lft",
+        }
+        selected = ", ".join(expressions[c] for c in columns)
+        where = [
+            "t.tree_id = %s AND t.lft >= %s AND t.lft <= %s",
+            "e.occurred_at >= %s AND e.occurred_at < %s",
+            f"e.meter_id IN ({', '.join(['%s'] * len(meter_ids))})",
+        ]
+        params = [
+            self.watermark,
+            self.tenant.tree_id, self.tenant.lft, self.tenant.rght,
+            ops.adapt_datetimefield_value(self.start_at),
+            ops.adapt_datetimefield_value(self.end_at),
+            *meter_ids,
+        ]  # fmt: skip
+        if self.filters.source:
+            where.append("e.source = %s")
+            params.append(self.filters.source)
+        if self.filters.dimension is not None:
+            where.append("e.dimension = %s")
+            params.append(self.filters.dimension)
+        for day, mark in self.day_marks.items():
+            first, after = day_bounds(day, day)
+            where.append("NOT (e.occurred_at >= %s AND e.occurred_at < %s AND e.id <= %s)")
+            params += [ops.adapt_datetimefield_value(first), ops.adapt_datetimefield_value(after),
+                       mark]  # fmt: skip
+        sql = (
+            "WITH tail AS MATERIALIZED (SELECT id, tenant_id, meter_id, quantity, occurred_at, "
+            "source, dimension FROM metering_usageevent WHERE id > %s) "
+            f"SELECT {selected}, SUM(e.quantity), COUNT(*) FROM tail e "
+            "JOIN accounts_tenant t ON t.id = e.tenant_id "
+            f"WHERE {' AND '.join(where)} GROUP BY {selected}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    def gauge_days_with_tail(self, gauges: list[Meter]) -> dict[int, set[date]]:
+        """For each gauge meter, the days whose stored value is out of date."""
+        replaced: dict[int, set[date]] = defaultdict(set)
+        for meter_id, day, _, _ in self.tail_groups([m.pk for m in gauges], ["meter_id", "day"]):
+            replaced[meter_id].add(as_date(day))
+        return replaced
+
+
+def read_stored(series, grouping, query, meters, skip) -> None:
+    """Add the stored daily rows of the tenant (and, by child, of its children)."""
+    if not meters:
+        return
+    tenant = grouping.tenant
+    rows = DailyUsage.objects.filter(
+        day__range=(query.start, query.end), meter_id__in=[m.pk for m in meters]
+    )
+    if query.filters.source:
+        rows = rows.filter(source=query.filters.source)
+    if query.filters.dimension is not None:
+        rows = rows.filter(dimension=query.filters.dimension)
+    columns = ["tenant_id", "meter_id", "day"]
+    if grouping.row_field:
+        columns.append(grouping.row_field)
+    tenant_ids = [tenant.pk, *(c.pk for c in grouping.children)]
+    by_id = {tenant.pk: tenant, **{c.pk: c for c in grouping.children}}
+    totals = (
+        rows.filter(tenant_id__in=tenant_ids)
+        .values(*columns)
+        .annotate(q=Sum("quantity"), n=Sum("event_count"))
+        .order_by()
+    )
+    for row in totals:
+        day = as_date(row["day"])
+        if day in skip.get(row["meter_id"], ()):
+            continue
+        owner = by_id[row["tenant_id"]]
+        if grouping.group_by == "child":
+            # The tenant's own usage is its total less its children's.
+            series.add(owner, row["meter_id"], day, row["q"], row["n"])
+            if owner.pk != tenant.pk:
+                series.add(tenant, row["meter_id"], day, row["q"], row["n"], sign=-1)
+            continue
+        key = grouping.key_of(day=day, column_value=row.get(grouping.row_field))
+        series.add(key, row["meter_id"], day, row["q"], row["n"])
+
+
+def add_additive_tail(series, grouping, query, meters) -> None:
+    """Summable meters: the stored day plus the events that came after it."""
+    counts = {m.pk for m in meters if m.aggregation == Meter.Aggregation.COUNT}
+    columns = ["meter_id", "day"]
+    if grouping.row_field:
+        columns.append(grouping.row_field)
+    if grouping.group_by == "child":
+        columns.append("lft")
+    for row in query.tail_groups([m.pk for m in meters], columns):
+        values = dict(zip(columns, row, strict=False))
+        quantity, count = row[-2], row[-1]
+        day = as_date(values["day"])
+        key = grouping.key_of(
+            day=day, column_value=values.get(grouping.row_field), lft=values.get("lft")
+        )
+        if values["meter_id"] in counts:
+            quantity = count
+        series.add(key, values["meter_id"], day, quantity, count)
+
+
+def add_recomputed_gauges(series, grouping, query, replaced) -> None:
+    """Gauges whose day got new events: the day's member values from raw events."""
+    for meter_id, days in replaced.items():
+        sql, params = member_values_sql(
+            first=min(days),
+            last=max(days),
+            subtree=(query.tenant.tree_id, query.tenant.lft, query.tenant.rght),
+            meter_ids=[meter_id],
+            days=sorted(days),
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            members = cursor.fetchall()
+        lefts = dict(Tenant.objects.filter(pk__in={m[0] for m in members}).values_list("pk", "lft"))
+        for tenant_id, _, day, dimension, source, value, count in members:
+            if query.filters.source and source != query.filters.source:
+                continue
+            if query.filters.dimension is not None and dimension != query.filters.dimension:
+                continue
+            column = {"source": source, "dimension": dimension}.get(grouping.row_field)
+            key = grouping.key_of(day=as_date(day), column_value=column, lft=lefts[tenant_id])
+            series.add(key, meter_id, as_date(day), value, count)
+
+
+def fold_period(series: DailySeries, meters: dict[int, Meter]) -> list[UsageRow]:
+    """Daily values to one value per (group, meter) by each meter's aggregation."""
+    days_of: dict[tuple, list[tuple[date, Decimal, int]]] = defaultdict(list)
+    for (key, meter_id, day), (quantity, count) in series.values.items():
+        days_of[(key, meter_id)].append((day, quantity, count))
+    rows = []
+    for (key, meter_id), days in days_of.items():
+        meter = meters[meter_id]
+        days.sort(key=lambda d: d[0])
+        rows.append(
+            UsageRow(
+                meter=meter,
+                quantity=PERIOD_VALUE[meter.aggregation](days).quantize(QUANTUM),
+                event_count=sum(d[2] for d in days),
+                key=key,
+            )
+        )
+    return [r for r in rows if r.event_count or r.quantity]
+
+
+# How each aggregation turns a period's daily values (day-sorted) into one value.
+PERIOD_VALUE = {
+    Meter.Aggregation.SUM: lambda days: sum((d[1] for d in days), Decimal(0)),
+    Meter.Aggregation.COUNT: lambda days: sum((d[1] for d in days), Decimal(0)),
+    Meter.Aggregation.MAX: lambda days: (
+        max(d[1] for d in days if d[2]) if any(d[2] for d in days) else Decimal(0)
+    ),
+    Meter.Aggregation.LATEST: lambda days: next((d[1] for d in reversed(days) if d[2]), Decimal(0)),
+}
+
+
+def unique_count_rows(grouping, query, meters) -> list[UsageRow]:
+    """Distinct (member tenant, value) pairs per group over the period, from raw events."""
+    rows = []
+    children = {c.pk: c for c in grouping.children}
+    for meter in meters:
+        for group, distinct, count in count_distinct_values(grouping, query, meter):
+            if grouping.group_by == "child":
+                key = children.get(group, grouping.tenant)
+            elif grouping.group_by == "day":
+                key = as_date(group)
+            else:
+                key = group or None if grouping.group_by == "meter" else group
+            rows.append(
+                UsageRow(meter=meter, quantity=Decimal(distinct).quantize(QUANTUM),
+                         event_count=count, key=key)
+            )  # fmt: skip
+    return rows
+
+
+def count_distinct_values(grouping, query, meter) -> list[tuple]:
+    """(group, distinct member/value pairs, events) for one unique_count meter.
+
+    Raw SQL: COUNT(DISTINCT …) over a pair, grouped by a direct child found
+    through the tree bounds, which the ORM cannot express; same on both databases.
+    """
+    tenant = query.tenant
+    ops = connection.ops
+    value = unique_value_sql()
+    group = {
+        "meter": "''",
+        "day": event_day_sql(),
+        "source": "e.source",
+        "dimension": "e.dimension",
+        "child": "c.id",
+    }[grouping.group_by]
+    child_join = (
+        " LEFT JOIN accounts_tenant c ON c.parent_id = %s AND t.lft >= c.lft AND t.lft <= c.rght"
+        if grouping.group_by == "child"
+        else ""
+    )
+    where = [
+        "t.tree_id = %s AND t.lft >= %s AND t.lft <= %s",
+        "e.meter_id = %s",
+        "e.occurred_at >= %s AND e.occurred_at < %s",
+    ]
+    params = [tenant.tree_id, tenant.lft, tenant.rght, meter.pk,
+              ops.adapt_datetimefield_value(query.start_at),
+              ops.adapt_datetimefield_value(query.end_at)]  # fmt: skip
+    if query.filters.source:
+        where.append("e.source = %s")
+        params.append(query.filters.source)
+    if query.filters.dimension is not None:
+        where.append("e.dimension = %s")
+        params.append(query.filters.dimension)
+    sql = (
+        f"SELECT {group} AS grp, COUNT(DISTINCT e.tenant_id || ':' || {value}), COUNT(*) "
+        "FROM metering_usageevent e JOIN metering_meter mt ON mt.id = e.meter_id "
+        f"JOIN accounts_tenant t ON t.id = e.tenant_id{child_join} "
+        f"WHERE {' AND '.join(where)} GROUP BY {group}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ([tenant.pk] if child_join else []) + params)
+        return cursor.fetchall()
+
+
+def complete_children(rows, grouping, meters, filters) -> list[UsageRow]:
+    """By child, every direct child appears, with zeros where it used nothing."""
+    if grouping.group_by != "child":
+        return rows
+    filtered = bool(filters.meters or filters.category)
+    shown = (
+        meters if filtered or not rows else [m for m in meters if any(r.meter == m for r in rows)]
+    )
+    present = {(r.key.pk, r.meter.pk) for r in rows}
+    for child in grouping.children:
+        for meter in shown:
+            if (child.pk, meter.pk) not in present:
+                rows.append(UsageRow(meter=meter, quantity=Decimal(0).quantize(QUANTUM),
+                                     event_count=0, key=child))  # fmt: skip
+    return rows
