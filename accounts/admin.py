@@ -158,6 +158,10 @@ class TenantAdmin(TenantScopedAdminMixin, DraggableMPTTAdmin):
 
         return UserBoundForm
 
+    def save_model(self, request, obj, form, change):
+        with tree_write_lock():
+            super().save_model(request, obj, form, change)
+
     def _move_node(self, request):
         """Refuse a drag that leaves the user's subtree or breaks the kind rules."""
         queryset = self.get_queryset(request)

@@ -14,6 +14,8 @@ from mptt.models import MPTTModel, TreeForeignKey
 from mptt.querysets import TreeQuerySet
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
+from accounts.signals import tenant_moved
+
 
 class TenantQuerySet(TreeQuerySet):
     def visible_to(self, principal):
@@ -57,7 +59,28 @@ def visibility_q(principal, prefix: str = "", roles=None) -> Q | bool:
 
 
 class TenantManager(TreeManager.from_queryset(TenantQuerySet)):
-    pass
+    def move_node(self, node, target, position="last-child"):
+        """Move through the tree API (the admin's drag and drop), announcing the move."""
+        old_ancestors = ancestor_ids(node.pk)
+        super().move_node(node, target, position)
+        announce_move(node, old_ancestors)
+
+
+def ancestor_ids(tenant_id: int) -> list[int]:
+    """The stored ancestors of a tenant, read from the database (top first)."""
+    stored = Tenant.objects.get(pk=tenant_id)
+    return list(stored.get_ancestors().values_list("pk", flat=True))
+
+
+def announce_move(tenant: "Tenant", old_ancestors: list[int]) -> None:
+    new_ancestors = ancestor_ids(tenant.pk)
+    if new_ancestors != old_ancestors:
+        tenant_moved.send(
+            sender=Tenant,
+            tenant=tenant,
+            old_ancestor_ids=old_ancestors,
+            new_ancestor_ids=new_ancestors,
+        )
 
 
 def subtrees_q(roots, prefix: str = "") -> Q:
@@ -150,7 +173,14 @@ class Tenant(MPTTModel):
     def save(self, *args, **kwargs):
         # An empty external id means "none", so uniqueness applies only when set.
         self.external_id = self.external_id or None
+        moving = self.pk is not None and (
+            Tenant.objects.filter(pk=self.pk).values_list("parent_id", flat=True).first()
+            != self.parent_id
+        )
+        old_ancestors = ancestor_ids(self.pk) if moving else None
         super().save(*args, **kwargs)
+        if moving:
+            announce_move(self, old_ancestors)
 
     def clean(self):
         super().clean()

@@ -383,6 +383,8 @@ def unique_count_rows(grouping, query, meters) -> list[UsageRow]:
     children = {c.pk: c for c in grouping.children}
     for meter in meters:
         for group, distinct, count in count_distinct_values(grouping, query, meter):
+            if not count:
+                continue
             if grouping.group_by == "child":
                 key = children.get(group, grouping.tenant)
             elif grouping.group_by == "day":
@@ -435,7 +437,8 @@ def count_distinct_values(grouping, query, meter) -> list[tuple]:
         f"SELECT {group} AS grp, COUNT(DISTINCT e.tenant_id || ':' || {value}), COUNT(*) "
         "FROM metering_usageevent e JOIN metering_meter mt ON mt.id = e.meter_id "
         f"JOIN accounts_tenant t ON t.id = e.tenant_id{child_join} "
-        f"WHERE {' AND '.join(where)} GROUP BY {group}"
+        f"WHERE {' AND '.join(where)}"
+        + ("" if grouping.group_by == "meter" else f" GROUP BY {group}")
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, ([tenant.pk] if child_join else []) + params)

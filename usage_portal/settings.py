@@ -213,6 +213,8 @@ Q_CLUSTER = {
     "catch_up": False,
     "save_limit": 1000,
     "label": "Tasks",
+    # The scheduler runs once per 30 s of guard cycles: a cycle of 30 makes it run at start.
+    "guard_cycle": float(os.environ.get("USAGE_Q_GUARD_CYCLE") or 0.5),
 }
 if os.environ.get("REDIS_URL"):
     Q_CLUSTER["redis"] = os.environ["REDIS_URL"]

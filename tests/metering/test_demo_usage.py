@@ -59,8 +59,13 @@ def test_demo_usage_is_believable(world):
     assert {e.dimension for e in licenses} == {"administrator", "power_plus", "viewer"}
     categories = {e.meter.category for e in events}
     assert categories == {
-        "processing", "storage", "bandwidth", "licenses", "portals", "communications",
-    }  # fmt: skip
+        "processing",
+        "storage",
+        "bandwidth",
+        "licenses",
+        "portals",
+        "communications",
+    }
 
 
 def test_seed_demo_loads_usage_once(db, settings, capsys):

@@ -15,10 +15,15 @@ def write_jsonl(path, events):
 def test_jsonl_load_reports_accepted_duplicates_and_rejected_lines(world, tmp_path, capsys):
     at = (timezone.now() - timedelta(hours=2)).isoformat()
     good = [
-        {"event_id": f"f-{i}", "tenant": "agent-a", "meter": "emails", "quantity": 1,
-         "timestamp": at}
+        {
+            "event_id": f"f-{i}",
+            "tenant": "agent-a",
+            "meter": "emails",
+            "quantity": 1,
+            "timestamp": at,
+        }
         for i in range(7)
-    ]  # fmt: skip
+    ]
     lines = [*good[:3], "{broken", good[3], {**good[4], "quantity": "NaN"}, *good[5:], good[0]]
     source = tmp_path / "usage.jsonl"
     write_jsonl(source, lines)

@@ -32,10 +32,16 @@ def recorded(world, users):
                 }
             )
             events.append(
-                {"event_id": f"{slug}-{day}-pu", "tenant": slug, "meter": "processing_units",
-                 "quantity": "10", "timestamp": at, "source": "service",
-                 "attributes": {"activity": "ocr"}}
-            )  # fmt: skip
+                {
+                    "event_id": f"{slug}-{day}-pu",
+                    "tenant": slug,
+                    "meter": "processing_units",
+                    "quantity": "10",
+                    "timestamp": at,
+                    "source": "service",
+                    "attributes": {"activity": "ocr"},
+                }
+            )
     ingest_events(events, principal=users["superuser"])
     return events
 
@@ -115,13 +121,26 @@ def test_read_key_lists_its_subtree_and_ingest_key_cannot_read(recorded, world, 
 def test_meters_catalog(db, users, api):
     body = api(users["viewer_a"]).get("/api/v1/meters/", {"page_size": 100}).json()
     meters = {m["code"]: m for m in body["results"]}
-    assert {"processing_units", "storage_units", "bandwidth_units", "licenses", "portals",
-            "call_minutes", "chat_sessions", "sip_integrations", "emails",
-            "active_users"} <= set(meters)  # fmt: skip
+    assert {
+        "processing_units",
+        "storage_units",
+        "bandwidth_units",
+        "licenses",
+        "portals",
+        "call_minutes",
+        "chat_sessions",
+        "sip_integrations",
+        "emails",
+        "active_users",
+    } <= set(meters)
     assert meters["storage_units"] == {
-        "code": "storage_units", "name": "Storage units", "category": "storage",
-        "unit": "SU", "aggregation": "max", "group_by": "tier",
-    }  # fmt: skip
+        "code": "storage_units",
+        "name": "Storage units",
+        "category": "storage",
+        "unit": "SU",
+        "aggregation": "max",
+        "group_by": "tier",
+    }
 
 
 def test_create_api_key_command_prints_a_working_key(world, client, capsys):

@@ -9,4 +9,5 @@ urlpatterns = [
     path("auth/token/", obtain_auth_token, name="auth-token"),
     path("", include("accounts.api.urls")),
     path("", include("metering.api.urls")),
+    path("", include("billing.api.urls")),
 ]

@@ -1,0 +1,203 @@
+from datetime import timedelta
+from decimal import Decimal
+from itertools import count
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from accounts.models import PlatformPrincipal, Tenant
+from billing.models import DailyUsage, RollupRun
+from billing.usage import usage_summary
+from metering.ingestion import ingest_events
+from tests.billing.conftest import rollup
+from tests.billing.oracle import brute_force, summary_as_dict
+from tests.factories import make_tenant
+
+SERIAL = count()
+
+
+def send(*events, now=None):
+    payload = []
+    for event in events:
+        body = {k: v for k, v in event.items() if k != "at"}
+        if "at" in event:
+            body["timestamp"] = event["at"].isoformat()
+        payload.append({"event_id": f"e-{next(SERIAL)}", **body})
+    return ingest_events(payload, principal=PlatformPrincipal(), now=now)
+
+
+def table():
+    return sorted(
+        DailyUsage.objects.values_list(
+            "tenant__slug", "meter__code", "day", "dimension", "source", "quantity", "event_count"
+        )
+    )
+
+
+@pytest.fixture
+def day1_day2():
+    today = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+    if today > timezone.now():
+        today -= timedelta(days=1)
+    return today - timedelta(days=2), today - timedelta(days=1)
+
+
+def test_gauges_aggregate_per_tenant_first_then_over_tenants(world, day1_day2):
+    day1, day2 = day1_day2
+    storage = {"meter": "storage_units", "attributes": {"tier": "hot"}}
+    send(
+        {**storage, "tenant": "agent-a", "quantity": "30", "at": day1},
+        {**storage, "tenant": "agent-a", "quantity": "10", "at": day1 + timedelta(hours=1)},
+        {**storage, "tenant": "org-a", "quantity": "5", "at": day1},
+        {**storage, "tenant": "agent-a", "quantity": "20", "at": day2},
+        {**storage, "tenant": "org-a", "quantity": "40", "at": day2},
+    )
+    for when in ("before", "after"):
+        summary = usage_summary(world.org_a, day1.date(), day2.date())
+        [row] = summary.rows
+        # Day 1: 30 + 5 = 35; day 2: 20 + 40 = 60; the period's max is 60, not 40 + 30.
+        assert row.quantity == Decimal("60"), when
+        by_day = {
+            r.key: r.quantity
+            for r in usage_summary(world.org_a, day1.date(), day2.date(), "day").rows
+        }
+        assert by_day == {day1.date(): Decimal("35"), day2.date(): Decimal("60")}
+        rollup()
+
+
+def test_rollup_twice_gives_identical_rows(world, day1_day2):
+    day1, _ = day1_day2
+    send(
+        {
+            "tenant": "agent-a",
+            "meter": "call_minutes",
+            "quantity": "2.5",
+            "at": day1,
+            "attributes": {"direction": "inbound"},
+        },
+        {"tenant": "agent-b", "meter": "emails", "quantity": 1, "at": day1},
+    )
+    first = rollup(days=[day1.date()])
+    rows = table()
+    second = rollup(days=[day1.date()])
+    assert table() == rows
+    assert first.rows_written == second.rows_written == len(rows)
+    # Every ancestor holds its subtree total.
+    assert {r[0] for r in rows if r[1] == "call_minutes"} == {
+        "agent-a",
+        "org-a",
+        "reseller-a",
+        "partner-p",
+    }
+
+
+def test_crash_mid_rollup_leaves_previous_rows_and_next_run_repairs(world, day1_day2):
+    day1, day2 = day1_day2
+    send(
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1},
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day2},
+    )
+    rollup()
+    before = table()
+    send(
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1 + timedelta(hours=1)},
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day2 + timedelta(hours=1)},
+    )
+    with pytest.raises(RuntimeError):
+        rollup(fail_after_days=1)
+    failed = RollupRun.objects.first()
+    assert failed.status == "failed" and "simulated crash" in failed.error
+    # The day it did not reach keeps its previous rows; numbers stay right meanwhile.
+    day2_rows = [r for r in table() if r[2] == day2.date()]
+    assert day2_rows == [r for r in before if r[2] == day2.date()]
+    for tenant in (world.agent_a, world.reseller_a):
+        got = summary_as_dict(usage_summary(tenant, day1.date(), day2.date(), "day"))
+        assert got == brute_force(tenant, day1.date(), day2.date(), "day")
+    rollup()
+    assert [r[-1] for r in table() if r[0] == "agent-a"] == [2, 2]
+
+
+def test_late_event_is_visible_before_the_next_rollup(world, day1_day2):
+    day1, _ = day1_day2
+    send(
+        {
+            "tenant": "agent-a",
+            "meter": "call_minutes",
+            "quantity": "10",
+            "at": day1,
+            "attributes": {"direction": "inbound"},
+        }
+    )
+    rollup()
+    send(
+        {
+            "tenant": "agent-a",
+            "meter": "call_minutes",
+            "quantity": "-3",
+            "at": day1,
+            "attributes": {"direction": "inbound", "reason": "billing dispute"},
+        }
+    )
+    [row] = usage_summary(world.reseller_a, day1.date(), day1.date()).rows
+    assert row.quantity == Decimal("7") and row.event_count == 2
+    run = rollup()
+    assert run.days_recomputed == 1  # the late event's day, and only it
+    [row] = usage_summary(world.reseller_a, day1.date(), day1.date()).rows
+    assert row.quantity == Decimal("7")
+
+
+def test_todays_usage_is_visible_at_once(world):
+    rollup()
+    send({"tenant": "agent-a", "meter": "emails", "quantity": 1})
+    today = timezone.now().date()
+    [row] = usage_summary(world.partner, today, today).rows
+    assert row.quantity == 1
+
+
+def test_admin_drag_move_shifts_ancestors_history(world, users, login, day1_day2):
+    day1, _ = day1_day2
+    send({"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1})
+    rollup()
+    login(users["superuser"]).post(
+        "/admin/accounts/tenant/",
+        {
+            "cmd": "move_node",
+            "cut_item": world.org_a.pk,
+            "pasted_on": world.reseller_b.pk,
+            "position": "last-child",
+        },
+    )
+    assert Tenant.objects.get(pk=world.org_a.pk).parent_id == world.reseller_b.pk
+    totals = dict(DailyUsage.objects.values_list("tenant__slug", "event_count"))
+    assert totals == {"agent-a": 1, "org-a": 1, "reseller-b": 1}
+    fresh = table()
+    rollup(days=[day1.date()])
+    assert table() == fresh  # the same rows a full recomputation gives
+
+
+def test_rollup_command_and_run_record(world, capsys, day1_day2):
+    day1, _ = day1_day2
+    a_minute_ago = timezone.now() - timedelta(minutes=1)
+    send({"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1}, now=a_minute_ago)
+    call_command("rollup", "--all", "--no-progress")
+    assert "Rollup success: 1 day(s), 1 events" in capsys.readouterr().out
+    run = RollupRun.objects.first()
+    assert run.window_start == run.window_end == day1.date() and run.trigger == "command"
+    call_command("rollup", "--since", str(day1.date()), "--no-progress")
+    days = (timezone.now().date() - day1.date()).days + 1
+    assert f"Rollup success: {days} day(s)" in capsys.readouterr().out
+
+
+def test_moving_a_whole_organization_between_trees(db, day1_day2):
+    day1, _ = day1_day2
+    left, right = make_tenant("reseller"), make_tenant("reseller")
+    org = make_tenant("organization", left)
+    agent = make_tenant("agent", org)
+    send({"tenant": agent.slug, "meter": "emails", "quantity": 1, "at": day1})
+    rollup()
+    org.parent = right
+    org.save()
+    assert usage_summary(left, day1.date(), day1.date()).rows == []
+    [row] = usage_summary(right, day1.date(), day1.date()).rows
+    assert row.event_count == 1
