@@ -12,13 +12,8 @@ from django.db import connection
 
 from metering.models import Meter
 
-# The SQL expression of each summable aggregation over one group of events.
-GROUP_AGGREGATES = {
-    Meter.Aggregation.SUM: "SUM(e.quantity)",
-    Meter.Aggregation.COUNT: "COUNT(*)",
-    Meter.Aggregation.MAX: "MAX(e.quantity)",
-    Meter.Aggregation.UNIQUE_COUNT: "COUNT(DISTINCT {unique_value})",
-}
+# Aggregations computed together in one grouped pass over the events.
+SUMMABLE = (Meter.Aggregation.SUM, Meter.Aggregation.COUNT, Meter.Aggregation.MAX)
 # Only these can be topped up by adding newer events to a stored day.
 ADDITIVE = {Meter.Aggregation.SUM, Meter.Aggregation.COUNT}
 
@@ -77,26 +72,66 @@ def member_values_sql(
         params.extend(ops.adapt_datefield_value(d) for d in days)
     condition = " AND ".join(where)
     day = event_day_sql()
-    cases = " ".join(
-        f"WHEN '{agg}' THEN {expression.format(unique_value=unique_value_sql())}"
-        for agg, expression in GROUP_AGGREGATES.items()
+    by_aggregation = meters_by_aggregation(meter_ids)
+    source = f"FROM metering_usageevent e{joins} WHERE {condition}"
+    keys = f"e.tenant_id, e.meter_id, {day}, e.dimension, e.source"
+    parts, all_params = [], []
+    special = (
+        by_aggregation[Meter.Aggregation.UNIQUE_COUNT] + by_aggregation[Meter.Aggregation.LATEST]
     )
-    grouped = (
-        f"SELECT e.tenant_id, e.meter_id, {day} AS day, e.dimension, e.source, "
-        f"CASE mt.aggregation {cases} END AS value, COUNT(*) AS n "
-        f"FROM metering_usageevent e JOIN metering_meter mt ON mt.id = e.meter_id{joins} "
-        f"WHERE {condition} AND mt.aggregation <> 'latest' "
-        f"GROUP BY e.tenant_id, e.meter_id, {day}, e.dimension, e.source, mt.aggregation"
-    )
-    # `latest`: the value of the day's last event (ties broken by arrival order).
-    partition = f"e.tenant_id, e.meter_id, {day}, e.dimension, e.source"
-    latest = (
-        "SELECT tenant_id, meter_id, day, dimension, source, quantity AS value, n FROM ("
-        f"SELECT e.tenant_id, e.meter_id, {day} AS day, e.dimension, e.source, e.quantity, "
-        f"ROW_NUMBER() OVER (PARTITION BY {partition} "
-        "ORDER BY e.occurred_at DESC, e.id DESC) AS rn, "
-        f"COUNT(*) OVER (PARTITION BY {partition}) AS n "
-        f"FROM metering_usageevent e JOIN metering_meter mt ON mt.id = e.meter_id{joins} "
-        f"WHERE {condition} AND mt.aggregation = 'latest') latest_events WHERE rn = 1"
-    )
-    return f"{grouped} UNION ALL {latest}", params + params
+    summable = [m for agg in SUMMABLE for m in by_aggregation[agg]]
+    if summable:
+        # Sum, count and max need no per-meter expression: compute all three, pick one.
+        counts = by_aggregation[Meter.Aggregation.COUNT] or [0]
+        maxes = by_aggregation[Meter.Aggregation.MAX] or [0]
+        parts.append(
+            f"SELECT tenant_id, meter_id, day, dimension, source, CASE "
+            f"WHEN meter_id IN ({placeholders(counts)}) THEN n "
+            f"WHEN meter_id IN ({placeholders(maxes)}) THEN top ELSE total END AS value, n "
+            f"FROM (SELECT {keys.replace(day, day + ' AS day')}, SUM(e.quantity) AS total, "
+            f"MAX(e.quantity) AS top, COUNT(*) AS n {source}"
+            + (f" AND e.meter_id NOT IN ({placeholders(special)})" if special else "")
+            + f" GROUP BY {keys}) summed"
+        )
+        all_params += [*counts, *maxes, *params, *special]
+    uniques = by_aggregation[Meter.Aggregation.UNIQUE_COUNT]
+    if uniques:
+        parts.append(
+            f"SELECT {keys.replace(day, day + ' AS day')}, "
+            f"COUNT(DISTINCT {unique_value_sql()}) AS value, COUNT(*) AS n "
+            f"FROM metering_usageevent e JOIN metering_meter mt ON mt.id = e.meter_id{joins} "
+            f"WHERE {condition} AND e.meter_id IN ({placeholders(uniques)}) GROUP BY {keys}"
+        )
+        all_params += [*params, *uniques]
+    latest = by_aggregation[Meter.Aggregation.LATEST]
+    if latest:
+        # The value of the day's last event (ties broken by arrival order).
+        parts.append(
+            "SELECT tenant_id, meter_id, day, dimension, source, quantity AS value, n FROM ("
+            f"SELECT {keys.replace(day, day + ' AS day')}, e.quantity, "
+            f"ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY e.occurred_at DESC, e.id DESC) "
+            f"AS rn, COUNT(*) OVER (PARTITION BY {keys}) AS n "
+            f"{source} AND e.meter_id IN ({placeholders(latest)})) latest_events WHERE rn = 1"
+        )
+        all_params += [*params, *latest]
+    if not parts:
+        return (
+            "SELECT e.tenant_id, e.meter_id, e.occurred_at AS day, e.dimension, e.source, "
+            "e.quantity AS value, 1 AS n FROM metering_usageevent e WHERE 1 = 0",
+            [],
+        )
+    return " UNION ALL ".join(parts), all_params
+
+
+def placeholders(values) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def meters_by_aggregation(meter_ids: list[int] | None) -> dict[str, list[int]]:
+    meters = Meter.objects.all()
+    if meter_ids is not None:
+        meters = meters.filter(pk__in=meter_ids)
+    grouped = {agg: [] for agg in Meter.Aggregation.values}
+    for pk, aggregation in meters.values_list("pk", "aggregation"):
+        grouped[aggregation].append(pk)
+    return grouped

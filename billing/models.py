@@ -15,8 +15,14 @@ class DailyUsage(models.Model):
     meter's aggregation per member tenant per day, summed over the subtree.
     """
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="daily_usage")
-    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="daily_usage")
+    # No separate foreign-key indexes: the unique key leads with the tenant, and each
+    # extra index slows the rollup's inserts.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="daily_usage", db_index=False
+    )
+    meter = models.ForeignKey(
+        Meter, on_delete=models.CASCADE, related_name="daily_usage", db_index=False
+    )
     day = models.DateField()
     dimension = models.CharField(max_length=256, blank=True, default="")
     source = models.CharField(max_length=8, choices=UsageEvent.Source.choices)

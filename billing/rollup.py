@@ -16,6 +16,7 @@ from django.db.models import Max, Min, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from accounts.models import Tenant
 from accounts.services import tree_write_lock
 from billing.aggregation import member_values_sql
 from billing.models import DailyUsage, RolledDay, RollupRun
@@ -80,15 +81,16 @@ def run_rollup(
     if progress is not None:
         progress.reset(total=len(todo))
     try:
-        for done, day in enumerate(todo):
-            if fail_after_days is not None and done >= fail_after_days:
-                raise RuntimeError(f"simulated crash before {day}")
-            result = rollup_day(day, watermark)
-            run.days_recomputed += 1
-            run.rows_written += result.rows_written
-            run.events_read += result.events_read
-            if progress is not None:
-                progress.update(1)
+        with RollupBatch(todo, watermark) as batch:
+            for done, day in enumerate(todo):
+                if fail_after_days is not None and done >= fail_after_days:
+                    raise RuntimeError(f"simulated crash before {day}")
+                result = batch.rollup_day(day)
+                run.days_recomputed += 1
+                run.rows_written += result.rows_written
+                run.events_read += result.events_read
+                if progress is not None:
+                    progress.update(1)
     except Exception:
         run.status = RollupRun.Status.FAILED
         run.error = traceback.format_exc(limit=5)
@@ -105,14 +107,108 @@ def finish(run: RollupRun, started: float) -> None:
     run.save()
 
 
-def rollup_day(day: date, watermark: int) -> DayResult:
-    """Replace the day's rows with a recomputation from its events (id ≤ watermark)."""
-    with tree_write_lock():
-        DailyUsage.objects.filter(day=day).delete()
-        rows = insert_day_totals(day, watermark)
-        RolledDay.objects.update_or_create(day=day, defaults={"watermark": watermark})
-        read = count_day_events(day)
-    return DayResult(rows_written=rows, events_read=read)
+class RollupBatch:
+    """Work tables for one run: member values of every day to do, read in one pass
+    over the events, and each tenant's ancestors (equality joins, not lft/rght ranges).
+
+    They are temporary tables of this database connection, dropped at the end.
+    """
+
+    MEMBERS = "rollup_member_values"
+    ANCESTORS = "rollup_ancestors"
+
+    def __init__(self, days: list[date], watermark: int):
+        self.days = days
+        self.watermark = watermark
+        self.tree_fingerprint = None
+
+    def __enter__(self):
+        if self.days:
+            self.stage_member_values()
+        return self
+
+    def __exit__(self, *exc):
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {self.MEMBERS}")
+            cursor.execute(f"DROP TABLE IF EXISTS {self.ANCESTORS}")
+        return False
+
+    def stage_member_values(self) -> None:
+        """One read of the events of every day to do (id ≤ watermark)."""
+        sql, params = member_values_sql(
+            first=self.days[0],
+            last=self.days[-1],
+            max_event_id=self.watermark,
+            days=None if len(self.days) == (self.days[-1] - self.days[0]).days + 1 else self.days,
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {self.MEMBERS}")
+            cursor.execute(f"CREATE TEMPORARY TABLE {self.MEMBERS} AS {sql}", params)
+            cursor.execute(f"CREATE INDEX {self.MEMBERS}_day ON {self.MEMBERS} (day)")
+
+    def stage_ancestors(self) -> None:
+        """(member, ancestor) for every tenant and each of its ancestors, itself included."""
+        parents = dict(Tenant.objects.values_list("pk", "parent_id"))
+        pairs = []
+        for member in parents:
+            node = member
+            while node is not None:
+                pairs.append((member, node))
+                node = parents[node]
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {self.ANCESTORS}")
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {self.ANCESTORS} (member_id bigint, ancestor_id bigint)"
+            )
+            cursor.executemany(f"INSERT INTO {self.ANCESTORS} VALUES (%s, %s)", pairs)
+            cursor.execute(f"CREATE INDEX {self.ANCESTORS}_member ON {self.ANCESTORS} (member_id)")
+
+    def ensure_ancestors(self) -> None:
+        """Stage the ancestry, again if the tree moved since (checked under the tree lock)."""
+        fingerprint = tree_fingerprint()
+        if fingerprint != self.tree_fingerprint:
+            self.stage_ancestors()
+            self.tree_fingerprint = fingerprint
+
+    def rollup_day(self, day: date) -> DayResult:
+        """Replace the day's rows with its recomputed subtree totals, in one transaction."""
+        with tree_write_lock():
+            self.ensure_ancestors()
+            DailyUsage.objects.filter(day=day).delete()
+            rows = self.insert_day_totals(day)
+            RolledDay.objects.update_or_create(day=day, defaults={"watermark": self.watermark})
+            read = count_day_events(day)
+        return DayResult(rows_written=rows, events_read=read)
+
+    def insert_day_totals(self, day: date) -> int:
+        """INSERT … SELECT the subtree totals of every tenant for one day.
+
+        Raw SQL because this is a set-based step the ORM cannot express: member
+        values (see billing.aggregation) are joined to every ancestor of their
+        tenant and summed per ancestor. Runs the same on SQLite and PostgreSQL.
+        """
+        day_param = connection.ops.adapt_datefield_value(day)
+        sql = (
+            "INSERT INTO billing_dailyusage "
+            "(tenant_id, meter_id, day, dimension, source, quantity, event_count) "
+            "SELECT a.ancestor_id, m.meter_id, %s, m.dimension, m.source, SUM(m.value), SUM(m.n) "
+            f"FROM {self.MEMBERS} m JOIN {self.ANCESTORS} a ON a.member_id = m.tenant_id "
+            "WHERE m.day = %s "
+            "GROUP BY a.ancestor_id, m.meter_id, m.dimension, m.source"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [day_param, day_param])
+            return cursor.rowcount
+
+
+def tree_fingerprint() -> tuple:
+    """Changes whenever a tenant is added or moved."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*), COALESCE(SUM(parent_id), 0), COALESCE(SUM(lft * 7 + rght), 0), "
+            "COALESCE(MAX(id), 0) FROM accounts_tenant"
+        )
+        return tuple(cursor.fetchone())
 
 
 def count_day_events(day: date) -> int:
@@ -121,30 +217,6 @@ def count_day_events(day: date) -> int:
         n=Sum("event_count")
     )["n"]
     return total or 0
-
-
-def insert_day_totals(day: date, watermark: int) -> int:
-    """INSERT … SELECT the subtree totals of every tenant for one day.
-
-    Raw SQL because this is a set-based step the ORM cannot express: member
-    values (see billing.aggregation) are joined to every ancestor of their
-    tenant through the tree's lft/rght bounds and summed per ancestor. Runs the
-    same on SQLite and PostgreSQL.
-    """
-    members, params = member_values_sql(first=day, last=day, max_event_id=watermark)
-    day_param = connection.ops.adapt_datefield_value(day)
-    sql = (
-        "INSERT INTO billing_dailyusage "
-        "(tenant_id, meter_id, day, dimension, source, quantity, event_count) "
-        "SELECT a.id, m.meter_id, %s, m.dimension, m.source, SUM(m.value), SUM(m.n) "
-        f"FROM ({members}) m "
-        "JOIN accounts_tenant t ON t.id = m.tenant_id "
-        "JOIN accounts_tenant a ON a.tree_id = t.tree_id AND a.lft <= t.lft AND a.rght >= t.rght "
-        "GROUP BY a.id, m.meter_id, m.dimension, m.source"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [day_param, *params])
-        return cursor.rowcount
 
 
 def all_event_days() -> list[date]:

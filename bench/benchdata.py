@@ -1,0 +1,203 @@
+"""Shared set-up for the benchmarks: a scratch database, a tenant tree, and events
+generated in SQL from a fixed formula (the same rows on every run).
+
+Run a benchmark with `DATABASE_URL` pointing at a scratch database (default: a
+SQLite file under /tmp). It is flushed and reloaded: never point it at real data.
+"""
+
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DATABASE_URL", "sqlite:////tmp/usage-portal-bench.sqlite3")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "usage_portal.settings")
+os.environ.setdefault("DJANGO_LOG_LEVEL", "WARNING")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+
+from accounts.models import Tenant  # noqa: E402
+from metering.models import Meter  # noqa: E402
+
+DAYS = 45
+# Meters the generator spreads events over, with relative weights and dimension values.
+MIX = [
+    ("call_minutes", 30, ["inbound", "outbound"]),
+    ("chat_sessions", 20, ["web", "sms", "whatsapp"]),
+    ("emails", 15, ["inbound", "outbound"]),
+    ("processing_units", 20, ["transcription", "ocr", "summarization", "transcoding"]),
+    ("bandwidth_units", 10, ["egress", "ingress"]),
+    ("storage_units", 5, ["hot", "cool", "archive"]),
+]
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, {connection.vendor} {database_version()}"
+
+
+def database_version() -> str:
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("select sqlite_version()")
+        else:
+            cursor.execute("show server_version")
+        return cursor.fetchone()[0]
+
+
+def fresh_database() -> None:
+    call_command("migrate", verbosity=0)
+    call_command("flush", interactive=False, verbosity=0)
+    # flush empties the catalog too; the data migration's rows come back here.
+    from metering.catalog import catalog_rows
+
+    for row in catalog_rows():
+        code = row.pop("code")
+        Meter.objects.update_or_create(code=code, defaults=row)
+
+
+def build_tree(resellers: int, orgs_per_reseller: int, agents_per_org: int) -> list[int]:
+    """One partner over N resellers; returns the agent ids."""
+    with transaction.atomic(), Tenant.objects.delay_mptt_updates():
+        partner = Tenant.objects.create(name="Bench Partner", slug="bench-partner", kind="partner")
+        for r in range(resellers):
+            reseller = Tenant.objects.create(
+                name=f"Reseller {r}", slug=f"r{r}", kind="reseller", parent=partner
+            )
+            for o in range(orgs_per_reseller):
+                org = Tenant.objects.create(
+                    name=f"Org {r}-{o}", slug=f"r{r}-o{o}", kind="organization", parent=reseller
+                )
+                Tenant.objects.bulk_create(
+                    Tenant(
+                        name=f"Agent {r}-{o}-{a}", slug=f"r{r}-o{o}-a{a}", kind="agent",
+                        parent=org, tree_id=0, lft=0, rght=0, level=0,
+                    )
+                    for a in range(agents_per_org)
+                )  # fmt: skip
+    Tenant.objects.rebuild()
+    return list(Tenant.objects.filter(kind="agent").order_by("id").values_list("id", flat=True))
+
+
+def load_events(count: int, agent_ids: list[int], end: datetime, start_at: int = 0) -> float:
+    """Insert `count` events numbered from `start_at` in one SQL statement; returns seconds.
+
+    Row i gets its agent, meter, dimension, quantity and time from fixed hashes
+    of i, so the same count always gives the same rows.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_agent")
+        cursor.execute("DROP TABLE IF EXISTS bench_meter")
+        cursor.execute("CREATE TABLE bench_agent (idx integer primary key, tenant_id bigint)")
+        cursor.executemany("INSERT INTO bench_agent VALUES (%s, %s)", list(enumerate(agent_ids)))
+        cursor.execute(
+            "CREATE TABLE bench_meter (idx integer primary key, meter_id bigint, dims text, "
+            "ndims integer)"
+        )
+        slots = []
+        meters = dict(Meter.objects.values_list("code", "id"))
+        for code, weight, dims in MIX:
+            slots += [(meters[code], "|".join(dims), len(dims))] * weight
+        cursor.executemany(
+            "INSERT INTO bench_meter VALUES (%s, %s, %s, %s)",
+            [(i, *slot) for i, slot in enumerate(slots)],
+        )
+        started = time.monotonic()
+        cursor.execute(
+            insert_sql(), insert_params(count, len(agent_ids), len(slots), end, start_at)
+        )
+        elapsed = time.monotonic() - started
+        cursor.execute("DROP TABLE bench_agent")
+        cursor.execute("DROP TABLE bench_meter")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+    return elapsed
+
+
+def insert_params(count, agents, slots, end, start_at):
+    base = end - timedelta(days=DAYS)
+    return {
+        "first": start_at + 1,
+        "last": start_at + count,
+        "agents": agents,
+        "slots": slots,
+        "span": DAYS * 86400 - 1,
+        "base": base.replace(tzinfo=None).isoformat(sep=" ") if connection.vendor == "sqlite"
+        else base.astimezone(UTC),
+    }  # fmt: skip
+
+
+def insert_sql() -> str:
+    columns = (
+        "event_id, tenant_id, meter_id, quantity, occurred_at, received_at, source, "
+        "dimension, attributes"
+    )
+    if connection.vendor == "postgresql":
+        return f"""
+        INSERT INTO metering_usageevent ({columns})
+        SELECT 'b-' || g.i, a.tenant_id, m.meter_id,
+               ((g.i * 7919) %% 100000) / 1000.0,
+               %(base)s::timestamptz + make_interval(secs => (g.i * 104729) %% %(span)s),
+               %(base)s::timestamptz + make_interval(secs => (g.i * 104729) %% %(span)s),
+               (ARRAY['api', 'user', 'service'])[1 + (g.i %% 3)],
+               split_part(m.dims, '|', 1 + ((g.i / 7) %% m.ndims)::int),
+               '{{}}'::jsonb
+        FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g(i)
+        JOIN bench_agent a ON a.idx = (g.i * 2654435761) %% %(agents)s
+        JOIN bench_meter m ON m.idx = (g.i * 40503) %% %(slots)s
+        """
+    return f"""
+    WITH RECURSIVE g(i) AS (SELECT %(first)s UNION ALL SELECT i + 1 FROM g WHERE i < %(last)s)
+    INSERT INTO metering_usageevent ({columns})
+    SELECT 'b-' || g.i, a.tenant_id, m.meter_id,
+           ((g.i * 7919) %% 100000) / 1000.0,
+           datetime(%(base)s, '+' || ((g.i * 104729) %% %(span)s) || ' seconds'),
+           datetime(%(base)s, '+' || ((g.i * 104729) %% %(span)s) || ' seconds'),
+           CASE g.i %% 3 WHEN 0 THEN 'api' WHEN 1 THEN 'user' ELSE 'service' END,
+           {sqlite_dimension()},
+           '{{}}'
+    FROM g
+    JOIN bench_agent a ON a.idx = (g.i * 2654435761) %% %(agents)s
+    JOIN bench_meter m ON m.idx = (g.i * 40503) %% %(slots)s
+    """
+
+
+def sqlite_dimension() -> str:
+    """The ((i / 7) mod ndims)-th '|'-separated value of m.dims, in SQLite."""
+    pick = "((g.i / 7) % m.ndims)"
+    first = "substr(m.dims, 1, instr(m.dims || '|', '|') - 1)"
+    rest1 = "substr(m.dims, instr(m.dims, '|') + 1)"
+    second = f"substr({rest1}, 1, instr({rest1} || '|', '|') - 1)"
+    rest2 = f"substr({rest1}, instr({rest1}, '|') + 1)"
+    third = f"substr({rest2}, 1, instr({rest2} || '|', '|') - 1)"
+    rest3 = f"substr({rest2}, instr({rest2}, '|') + 1)"
+    fourth = f"substr({rest3}, 1, instr({rest3} || '|', '|') - 1)"
+    return (
+        f"CASE {pick} WHEN 0 THEN {first} WHEN 1 THEN {second} "
+        f"WHEN 2 THEN {third} ELSE {fourth} END"
+    ).replace("%", "%%")
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
