@@ -15,13 +15,23 @@ class DailyUsage(models.Model):
     meter's aggregation per member tenant per day, summed over the subtree.
     """
 
-    # No separate foreign-key indexes: the unique key leads with the tenant, and each
-    # extra index slows the rollup's inserts.
+    # A derived table the rollup rewrites day by day: no separate foreign-key indexes
+    # (the unique key leads with the tenant) and no database-level foreign-key
+    # checks, which cost the rollup two trigger calls per row. Deleting a tenant or
+    # meter still removes its rows (Django's cascade).
     tenant = models.ForeignKey(
-        Tenant, on_delete=models.CASCADE, related_name="daily_usage", db_index=False
+        Tenant,
+        on_delete=models.CASCADE,
+        related_name="daily_usage",
+        db_index=False,
+        db_constraint=False,
     )
     meter = models.ForeignKey(
-        Meter, on_delete=models.CASCADE, related_name="daily_usage", db_index=False
+        Meter,
+        on_delete=models.CASCADE,
+        related_name="daily_usage",
+        db_index=False,
+        db_constraint=False,
     )
     day = models.DateField()
     dimension = models.CharField(max_length=256, blank=True, default="")

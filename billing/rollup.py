@@ -122,7 +122,15 @@ class RollupBatch:
         self.watermark = watermark
         self.tree_fingerprint = None
 
+    # PostgreSQL: room to hash the day groups in memory, and no JIT compilation, whose
+    # start-up cost outweighs the work of each per-day statement.
+    SESSION_SETTINGS = {"work_mem": "256MB", "jit": "off"}
+
     def __enter__(self):
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                for name, value in self.SESSION_SETTINGS.items():
+                    cursor.execute(f"SET {name} = '{value}'")
         if self.days:
             self.stage_member_values()
         return self
@@ -131,6 +139,9 @@ class RollupBatch:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.MEMBERS}")
             cursor.execute(f"DROP TABLE IF EXISTS {self.ANCESTORS}")
+            if connection.vendor == "postgresql":
+                for name in self.SESSION_SETTINGS:
+                    cursor.execute(f"RESET {name}")
         return False
 
     def stage_member_values(self) -> None:
@@ -145,6 +156,7 @@ class RollupBatch:
             cursor.execute(f"DROP TABLE IF EXISTS {self.MEMBERS}")
             cursor.execute(f"CREATE TEMPORARY TABLE {self.MEMBERS} AS {sql}", params)
             cursor.execute(f"CREATE INDEX {self.MEMBERS}_day ON {self.MEMBERS} (day)")
+            cursor.execute(f"ANALYZE {self.MEMBERS}")
 
     def stage_ancestors(self) -> None:
         """(member, ancestor) for every tenant and each of its ancestors, itself included."""
