@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, timedelta
 
 from django.db import connection
-from django.db.models import Max, Min, Sum
+from django.db.models import Max, Min
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -189,8 +189,16 @@ class RollupBatch:
             DailyUsage.objects.filter(day=day).delete()
             rows = self.insert_day_totals(day)
             RolledDay.objects.update_or_create(day=day, defaults={"watermark": self.watermark})
-            read = count_day_events(day)
+            read = self.events_of_day(day)
         return DayResult(rows_written=rows, events_read=read)
+
+    def events_of_day(self, day: date) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT COALESCE(SUM(n), 0) FROM {self.MEMBERS} WHERE day = %s",
+                [connection.ops.adapt_datefield_value(day)],
+            )
+            return int(cursor.fetchone()[0])
 
     def insert_day_totals(self, day: date) -> int:
         """INSERT … SELECT the subtree totals of every tenant for one day.
@@ -221,14 +229,6 @@ def tree_fingerprint() -> tuple:
             "COALESCE(MAX(id), 0) FROM accounts_tenant"
         )
         return tuple(cursor.fetchone())
-
-
-def count_day_events(day: date) -> int:
-    """Events the day's rows hold: the sum of event counts at the tops of the trees."""
-    total = DailyUsage.objects.filter(day=day, tenant__parent__isnull=True).aggregate(
-        n=Sum("event_count")
-    )["n"]
-    return total or 0
 
 
 def all_event_days() -> list[date]:

@@ -203,6 +203,29 @@ class TailQuery:
             qs = qs.filter(dimension=self.filters.dimension)
         return qs
 
+    def event_conditions(self, meter_ids: list[int]) -> tuple[list[str], list]:
+        """SQL conditions on events `e` joined to their tenant `t`: this query's
+        subtree, period, meters and filters."""
+        ops = connection.ops
+        where = [
+            "t.tree_id = %s AND t.lft >= %s AND t.lft <= %s",
+            "e.occurred_at >= %s AND e.occurred_at < %s",
+            f"e.meter_id IN ({', '.join(['%s'] * len(meter_ids))})",
+        ]
+        params = [
+            self.tenant.tree_id, self.tenant.lft, self.tenant.rght,
+            ops.adapt_datetimefield_value(self.start_at),
+            ops.adapt_datetimefield_value(self.end_at),
+            *meter_ids,
+        ]  # fmt: skip
+        if self.filters.source:
+            where.append("e.source = %s")
+            params.append(self.filters.source)
+        if self.filters.dimension is not None:
+            where.append("e.dimension = %s")
+            params.append(self.filters.dimension)
+        return where, params
+
     def tail_groups(self, meter_ids: list[int], columns: list[str]) -> list[tuple]:
         """(*columns, quantity sum, event count) over the tail events, grouped by columns.
 
@@ -222,24 +245,8 @@ class TailQuery:
             "lft": "t.lft",
         }
         selected = ", ".join(expressions[c] for c in columns)
-        where = [
-            "t.tree_id = %s AND t.lft >= %s AND t.lft <= %s",
-            "e.occurred_at >= %s AND e.occurred_at < %s",
-            f"e.meter_id IN ({', '.join(['%s'] * len(meter_ids))})",
-        ]
-        params = [
-            self.watermark,
-            self.tenant.tree_id, self.tenant.lft, self.tenant.rght,
-            ops.adapt_datetimefield_value(self.start_at),
-            ops.adapt_datetimefield_value(self.end_at),
-            *meter_ids,
-        ]  # fmt: skip
-        if self.filters.source:
-            where.append("e.source = %s")
-            params.append(self.filters.source)
-        if self.filters.dimension is not None:
-            where.append("e.dimension = %s")
-            params.append(self.filters.dimension)
+        where, params = self.event_conditions(meter_ids)
+        params = [self.watermark, *params]
         for day, mark in self.day_marks.items():
             first, after = day_bounds(day, day)
             where.append("NOT (e.occurred_at >= %s AND e.occurred_at < %s AND e.id <= %s)")
@@ -405,7 +412,6 @@ def count_distinct_values(grouping, query, meter) -> list[tuple]:
     through the tree bounds, which the ORM cannot express; same on both databases.
     """
     tenant = query.tenant
-    ops = connection.ops
     value = unique_value_sql()
     group = {
         "meter": "''",
@@ -419,20 +425,7 @@ def count_distinct_values(grouping, query, meter) -> list[tuple]:
         if grouping.group_by == "child"
         else ""
     )
-    where = [
-        "t.tree_id = %s AND t.lft >= %s AND t.lft <= %s",
-        "e.meter_id = %s",
-        "e.occurred_at >= %s AND e.occurred_at < %s",
-    ]
-    params = [tenant.tree_id, tenant.lft, tenant.rght, meter.pk,
-              ops.adapt_datetimefield_value(query.start_at),
-              ops.adapt_datetimefield_value(query.end_at)]  # fmt: skip
-    if query.filters.source:
-        where.append("e.source = %s")
-        params.append(query.filters.source)
-    if query.filters.dimension is not None:
-        where.append("e.dimension = %s")
-        params.append(query.filters.dimension)
+    where, params = query.event_conditions([meter.pk])
     sql = (
         f"SELECT {group} AS grp, COUNT(DISTINCT e.tenant_id || ':' || {value}), COUNT(*) "
         "FROM metering_usageevent e JOIN metering_meter mt ON mt.id = e.meter_id "

@@ -89,8 +89,12 @@ def assert_agrees(tenants, today, start_back=6, end_back=0):
     assert got == brute_force(tenant, start, end, "meter", source="api")
 
 
+# Derandomized: the same examples on every run, so CI is reproducible; widen
+# max_examples (or drop derandomize) locally to explore further.
 @settings(
     max_examples=12,
+    derandomize=True,
+    database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
