@@ -106,3 +106,35 @@ class RollupRun(models.Model):
 
     def __str__(self) -> str:
         return f"Rollup {self.started_at:%Y-%m-%d %H:%M} ({self.status})"
+
+
+class DistinctValue(models.Model):
+    """For unique_count meters: which (member tenant, value) pairs were seen on which
+    days of a month, as a bit per day (bit 0 = the 1st).
+
+    A distinct count over any period is then a pass over the pairs of the subtree
+    and months concerned, whatever the number of events behind them.
+    """
+
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    meter = models.ForeignKey(
+        Meter, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    month = models.DateField()
+    source = models.CharField(max_length=8, choices=UsageEvent.Source.choices)
+    value = models.CharField(max_length=256)
+    days = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meter", "month", "tenant", "source", "value"],
+                name="distinct_value_unique_key",
+            )
+        ]
+        indexes = [models.Index(fields=["month"], name="distinct_value_month")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.value} {self.month:%Y-%m}"

@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from accounts.models import Tenant
 from accounts.services import tree_write_lock
-from billing.aggregation import member_values_sql
+from billing.aggregation import day_bounds, member_values_sql, unique_value_sql
 from billing.models import DailyUsage, RolledDay, RollupRun
-from metering.models import UsageEvent
+from metering.models import Meter, UsageEvent
 
 # Events younger than this are left to the next run: an insert transaction that
 # took its id earlier may not have committed yet.
@@ -188,6 +188,7 @@ class RollupBatch:
             self.ensure_ancestors()
             DailyUsage.objects.filter(day=day).delete()
             rows = self.insert_day_totals(day)
+            record_distinct_values(day, self.watermark)
             RolledDay.objects.update_or_create(day=day, defaults={"watermark": self.watermark})
             read = self.events_of_day(day)
         return DayResult(rows_written=rows, events_read=read)
@@ -219,6 +220,43 @@ class RollupBatch:
         with connection.cursor() as cursor:
             cursor.execute(sql, [day_param, day_param])
             return cursor.rowcount
+
+
+def record_distinct_values(day: date, watermark: int) -> None:
+    """Set the day's bit on every (member, meter, source, value) seen that day.
+
+    Raw SQL: bitwise updates and an INSERT … SELECT … ON CONFLICT DO UPDATE that
+    ORs the bit into existing rows; the same on SQLite and PostgreSQL.
+    """
+    unique_meters = Meter.objects.filter(aggregation=Meter.Aggregation.UNIQUE_COUNT)
+    uniques = list(unique_meters.values_list("pk", flat=True))
+    value = f"COALESCE({unique_value_sql()}, '')"
+    month = connection.ops.adapt_datefield_value(day.replace(day=1))
+    bit = 1 << (day.day - 1)
+    start, end = day_bounds(day, day)
+    ops = connection.ops
+    with connection.cursor() as cursor:
+        # Recomputing the day: first forget what it had.
+        cursor.execute(
+            "UPDATE billing_distinctvalue SET days = days & ~%s "
+            "WHERE month = %s AND (days & %s) <> 0",
+            [bit, month, bit],
+        )
+        if uniques:
+            cursor.execute(
+                "INSERT INTO billing_distinctvalue "
+                "(tenant_id, meter_id, month, source, value, days) "
+                f"SELECT e.tenant_id, e.meter_id, %s, e.source, {value}, %s "
+                "FROM metering_usageevent e JOIN metering_meter mt ON mt.id = e.meter_id "
+                f"WHERE e.meter_id IN ({', '.join(['%s'] * len(uniques))}) "
+                "AND e.occurred_at >= %s AND e.occurred_at < %s AND e.id <= %s "
+                f"GROUP BY e.tenant_id, e.meter_id, e.source, {value} "
+                "ON CONFLICT (meter_id, month, tenant_id, source, value) DO UPDATE SET "
+                "days = billing_distinctvalue.days | excluded.days",
+                [month, bit, *uniques, ops.adapt_datetimefield_value(start),
+                 ops.adapt_datetimefield_value(end), watermark],
+            )  # fmt: skip
+        cursor.execute("DELETE FROM billing_distinctvalue WHERE month = %s AND days = 0", [month])
 
 
 def tree_fingerprint() -> tuple:

@@ -30,7 +30,7 @@ from billing.aggregation import (
     member_values_sql,
     unique_value_sql,
 )
-from billing.models import DailyUsage, RolledDay, RollupRun
+from billing.models import DailyUsage, DistinctValue, RolledDay, RollupRun
 from metering.models import Meter, UsageEvent
 
 GROUP_BYS = ("meter", "day", "child", "source", "dimension")
@@ -232,17 +232,19 @@ class TailQuery:
         Raw SQL: the tail is read from the primary key range first (a
         materialized CTE), since a planner otherwise walks the subtree's whole
         history by tenant and time to find the few new events.
-        Columns: meter_id, day, source, dimension, lft.
+        Columns: tenant_id, meter_id, day, source, dimension, lft, value.
         """
         if not meter_ids:
             return []
         ops = connection.ops
         expressions = {
+            "tenant_id": "e.tenant_id",
             "meter_id": "e.meter_id",
             "day": event_day_sql(),
             "source": "e.source",
             "dimension": "e.dimension",
             "lft": "t.lft",
+            "value": unique_value_sql(),
         }
         selected = ", ".join(expressions[c] for c in columns)
         where, params = self.event_conditions(meter_ids)
@@ -254,9 +256,10 @@ class TailQuery:
                        mark]  # fmt: skip
         sql = (
             "WITH tail AS MATERIALIZED (SELECT id, tenant_id, meter_id, quantity, occurred_at, "
-            "source, dimension FROM metering_usageevent WHERE id > %s) "
+            "source, dimension, attributes FROM metering_usageevent WHERE id > %s) "
             f"SELECT {selected}, SUM(e.quantity), COUNT(*) FROM tail e "
             "JOIN accounts_tenant t ON t.id = e.tenant_id "
+            "JOIN metering_meter mt ON mt.id = e.meter_id "
             f"WHERE {' AND '.join(where)} GROUP BY {selected}"
         )
         with connection.cursor() as cursor:
@@ -385,57 +388,70 @@ PERIOD_VALUE = {
 
 
 def unique_count_rows(grouping, query, meters) -> list[UsageRow]:
-    """Distinct (member tenant, value) pairs per group over the period, from raw events."""
-    rows = []
-    children = {c.pk: c for c in grouping.children}
-    for meter in meters:
-        for group, distinct, count in count_distinct_values(grouping, query, meter):
-            if not count:
-                continue
-            if grouping.group_by == "child":
-                key = children.get(group, grouping.tenant)
-            elif grouping.group_by == "day":
-                key = as_date(group)
-            else:
-                key = group or None if grouping.group_by == "meter" else group
-            rows.append(
-                UsageRow(meter=meter, quantity=Decimal(distinct).quantize(QUANTUM),
-                         event_count=count, key=key)
-            )  # fmt: skip
-    return rows
+    """Distinct (member tenant, value) pairs per group over the period.
 
-
-def count_distinct_values(grouping, query, meter) -> list[tuple]:
-    """(group, distinct member/value pairs, events) for one unique_count meter.
-
-    Raw SQL: COUNT(DISTINCT …) over a pair, grouped by a direct child found
-    through the tree bounds, which the ORM cannot express; same on both databases.
+    Pairs come from the rolled-up day masks (DistinctValue) plus the tail's events;
+    event counts from the billing table plus the tail, like any count.
     """
-    tenant = query.tenant
-    value = unique_value_sql()
-    group = {
-        "meter": "''",
-        "day": event_day_sql(),
-        "source": "e.source",
-        "dimension": "e.dimension",
-        "child": "c.id",
-    }[grouping.group_by]
-    child_join = (
-        " LEFT JOIN accounts_tenant c ON c.parent_id = %s AND t.lft >= c.lft AND t.lft <= c.rght"
-        if grouping.group_by == "child"
-        else ""
+    if not meters:
+        return []
+    counts = DailySeries()
+    read_stored(counts, grouping, query, meters, skip={})
+    add_additive_tail(counts, grouping, query, meters)
+    events: dict[tuple, int] = defaultdict(int)
+    for (key, meter_id, _), (_, count) in counts.values.items():
+        events[(key, meter_id)] += count
+    pairs: dict[tuple, set] = defaultdict(set)
+    for tenant_id, lft, meter_id, source, value, day in seen_pairs(query, meters):
+        key = grouping.key_of(
+            day=day, column_value={"source": source, "dimension": ""}.get(grouping.row_field),
+            lft=lft,
+        )  # fmt: skip
+        pairs[(key, meter_id)].add((tenant_id, value))
+    by_id = {m.pk: m for m in meters}
+    return [
+        UsageRow(
+            meter=by_id[meter_id],
+            quantity=Decimal(len(values)).quantize(QUANTUM),
+            event_count=events.get((key, meter_id), 0),
+            key=key,
+        )
+        for (key, meter_id), values in pairs.items()
+    ]
+
+
+def seen_pairs(query, meters):
+    """(tenant id, lft, meter id, source, value, day) for each pair seen on a day of the
+    period: from the stored month masks, then from the tail's events."""
+    first_month, last_month = query.start.replace(day=1), query.end.replace(day=1)
+    stored = DistinctValue.objects.filter(
+        subtrees_q([query.tenant], "tenant__"),
+        meter_id__in=[m.pk for m in meters],
+        month__range=(first_month, last_month),
     )
-    where, params = query.event_conditions([meter.pk])
-    sql = (
-        f"SELECT {group} AS grp, COUNT(DISTINCT e.tenant_id || ':' || {value}), COUNT(*) "
-        "FROM metering_usageevent e JOIN metering_meter mt ON mt.id = e.meter_id "
-        f"JOIN accounts_tenant t ON t.id = e.tenant_id{child_join} "
-        f"WHERE {' AND '.join(where)}"
-        + ("" if grouping.group_by == "meter" else f" GROUP BY {group}")
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, ([tenant.pk] if child_join else []) + params)
-        return cursor.fetchall()
+    if query.filters.source:
+        stored = stored.filter(source=query.filters.source)
+    if query.filters.dimension not in (None, ""):
+        return
+    columns = ("tenant_id", "tenant__lft", "meter_id", "source", "value", "month", "days")
+    for tenant_id, lft, meter_id, source, value, month, days in stored.values_list(*columns):
+        month = as_date(month)
+        hits = days & period_mask(month, query.start, query.end)
+        while hits:
+            bit = hits & -hits
+            yield tenant_id, lft, meter_id, source, value, month.replace(day=bit.bit_length())
+            hits ^= bit
+    columns = ["tenant_id", "lft", "meter_id", "source", "value", "day"]
+    for row in query.tail_groups([m.pk for m in meters], columns):
+        tenant_id, lft, meter_id, source, value, day = row[:6]
+        yield tenant_id, lft, meter_id, source, value or "", as_date(day)
+
+
+def period_mask(month: date, start: date, end: date) -> int:
+    """The bits of the days of `month` that fall between start and end."""
+    first = start.day if (start.year, start.month) == (month.year, month.month) else 1
+    last = end.day if (end.year, end.month) == (month.year, month.month) else 31
+    return ((1 << last) - 1) & ~((1 << (first - 1)) - 1)
 
 
 def complete_children(rows, grouping, meters, filters) -> list[UsageRow]:

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts.models import PlatformPrincipal, Tenant
 from billing.models import DailyUsage, RollupRun
-from billing.usage import usage_summary
+from billing.usage import UsageFilters, usage_summary
 from metering.ingestion import ingest_events
 from tests.billing.conftest import rollup
 from tests.billing.oracle import brute_force, summary_as_dict
@@ -201,3 +201,35 @@ def test_moving_a_whole_organization_between_trees(db, day1_day2):
     assert usage_summary(left, day1.date(), day1.date()).rows == []
     [row] = usage_summary(right, day1.date(), day1.date()).rows
     assert row.event_count == 1
+
+
+def test_distinct_counts_over_the_period_and_by_source(world, day1_day2):
+    day1, day2 = day1_day2
+    login = {"meter": "active_users"}
+    send(
+        {**login, "tenant": "org-a", "quantity": 1, "at": day1, "attributes": {"user_id": "u1"}},
+        {
+            **login,
+            "tenant": "org-a",
+            "quantity": 1,
+            "at": day2,
+            "attributes": {"user_id": "u1"},
+            "source": "user",
+        },
+        {**login, "tenant": "org-a", "quantity": 1, "at": day2, "attributes": {"user_id": "u2"}},
+        {**login, "tenant": "org-b", "quantity": 1, "at": day2, "attributes": {"user_id": "u1"}},
+    )
+    for stage in ("raw", "rolled up"):
+        for tenant, expected in ((world.partner, 2), (world.reseller_a, 2), (world.org_a, 2)):
+            [row] = usage_summary(tenant, day1.date(), day2.date()).rows
+            assert (row.quantity, row.event_count) == (expected, 3), (stage, tenant.slug)
+        api_only = usage_summary(
+            world.org_a, day1.date(), day2.date(), filters=UsageFilters(source="api")
+        ).rows
+        assert [(r.quantity, r.event_count) for r in api_only] == [(2, 2)], stage
+        by_day = {
+            r.key: r.quantity
+            for r in usage_summary(world.org_a, day1.date(), day2.date(), "day").rows
+        }
+        assert by_day == {day1.date(): 1, day2.date(): 2}, stage
+        rollup()
