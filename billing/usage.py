@@ -402,7 +402,8 @@ def unique_count_rows(grouping, query, meters) -> list[UsageRow]:
     for (key, meter_id, _), (_, count) in counts.values.items():
         events[(key, meter_id)] += count
     pairs: dict[tuple, set] = defaultdict(set)
-    for tenant_id, lft, meter_id, source, value, day in seen_pairs(query, meters):
+    per_day = grouping.group_by == "day"
+    for tenant_id, lft, meter_id, source, value, day in seen_pairs(query, meters, per_day):
         key = grouping.key_of(
             day=day, column_value={"source": source, "dimension": ""}.get(grouping.row_field),
             lft=lft,
@@ -420,9 +421,10 @@ def unique_count_rows(grouping, query, meters) -> list[UsageRow]:
     ]
 
 
-def seen_pairs(query, meters):
-    """(tenant id, lft, meter id, source, value, day) for each pair seen on a day of the
-    period: from the stored month masks, then from the tail's events."""
+def seen_pairs(query, meters, per_day: bool):
+    """(tenant id, lft, meter id, source, value, day) for each pair seen in the period:
+    from the stored month masks, then from the tail's events. With `per_day`, once per
+    day seen; otherwise at least once (day None)."""
     first_month, last_month = query.start.replace(day=1), query.end.replace(day=1)
     stored = DistinctValue.objects.filter(
         subtrees_q([query.tenant], "tenant__"),
@@ -437,6 +439,9 @@ def seen_pairs(query, meters):
     for tenant_id, lft, meter_id, source, value, month, days in stored.values_list(*columns):
         month = as_date(month)
         hits = days & period_mask(month, query.start, query.end)
+        if hits and not per_day:
+            yield tenant_id, lft, meter_id, source, value, None
+            continue
         while hits:
             bit = hits & -hits
             yield tenant_id, lft, meter_id, source, value, month.replace(day=bit.bit_length())
@@ -444,7 +449,7 @@ def seen_pairs(query, meters):
     columns = ["tenant_id", "lft", "meter_id", "source", "value", "day"]
     for row in query.tail_groups([m.pk for m in meters], columns):
         tenant_id, lft, meter_id, source, value, day = row[:6]
-        yield tenant_id, lft, meter_id, source, value or "", as_date(day)
+        yield tenant_id, lft, meter_id, source, value or "", as_date(day) if per_day else None
 
 
 def period_mask(month: date, start: date, end: date) -> int:
