@@ -6,12 +6,21 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self):
-        from django.db.models.signals import post_migrate
+        from django.db.models.signals import post_delete, post_migrate, post_save
 
         from accounts.signals import tenant_moved
-        from billing.receivers import install_schedules_after_migrate, shift_history_on_move
+        from billing import receivers
+        from billing.models import Subscription
+        from metering.signals import events_stored
 
-        tenant_moved.connect(shift_history_on_move, dispatch_uid="billing-shift-history")
+        tenant_moved.connect(receivers.shift_history_on_move, dispatch_uid="billing-shift-history")
         post_migrate.connect(
-            install_schedules_after_migrate, sender=self, dispatch_uid="billing-schedules"
+            receivers.install_schedules_after_migrate, sender=self, dispatch_uid="billing-schedules"
         )
+        events_stored.connect(receivers.check_limits_on_ingest, dispatch_uid="billing-limits")
+        for signal in (post_save, post_delete):
+            signal.connect(
+                receivers.refresh_draft_on_subscription_change,
+                sender=Subscription,
+                dispatch_uid=f"billing-draft-{signal is post_save}",
+            )

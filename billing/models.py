@@ -1,9 +1,16 @@
-"""The tenant billing table (DailyUsage) and the record of the rollups that fill it."""
+"""The tenant billing table (DailyUsage), the rollups that fill it, and what is
+rated from it: plans, subscriptions, statements and alerts."""
 
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
-from django.db.models import Max
+from django.db.models import F, Max, Q
+from simple_history.models import HistoricalRecords
 
-from accounts.models import ScopedQuerySet, Tenant
+from accounts.models import ScopedQuerySet, Tenant, restrict_to, visibility_q
+from billing.money import validate_currency
 from metering.models import Meter, UsageEvent
 
 
@@ -138,3 +145,269 @@ class DistinctValue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id}:{self.value} {self.month:%Y-%m}"
+
+
+class PlanQuerySet(models.QuerySet):
+    def visible_to(self, principal):
+        """Plans a user may see: those owned inside their subtrees, and the plans their
+        subtrees are subscribed to (a reseller sees its wholesale plan, nothing else
+        of its partner's). Superusers see every plan."""
+        tenant_q = visibility_q(principal, prefix="owner__")
+        if tenant_q is True or tenant_q is False:
+            return restrict_to(self, tenant_q)
+        subscribed = Subscription.objects.visible_to(principal).values("plan_id")
+        return self.filter(tenant_q | Q(pk__in=subscribed))
+
+
+class Plan(models.Model):
+    """A price list: a base fee per calendar month and one item per metered meter.
+
+    `owner` is the tenant that sells the plan (null: the platform). A plan can be
+    subscribed only strictly inside its owner's subtree; a custom plan
+    (`customer` set) only by that one customer.
+    """
+
+    class Period(models.TextChoices):
+        MONTH = "month", "Calendar month"
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    owner = models.ForeignKey(
+        Tenant,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="plans",
+        help_text="The tenant selling this plan; empty for a platform plan.",
+    )
+    customer = models.ForeignKey(
+        Tenant,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="custom_plans",
+        help_text="Set for a custom plan that only this customer may subscribe to.",
+    )
+    currency = models.CharField(max_length=3, default="USD", validators=[validate_currency])
+    base_fee = models.DecimalField(
+        max_digits=14, decimal_places=3, default=Decimal("0"), validators=[MinValueValidator(0)]
+    )
+    billing_period = models.CharField(max_length=8, choices=Period.choices, default=Period.MONTH)
+    description = models.TextField(blank=True, default="")
+    is_active = models.BooleanField(
+        default=True, help_text="Inactive plans take no new subscriptions."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = HistoricalRecords()
+    objects = PlanQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+    def clean(self):
+        from billing.plans import plan_errors
+
+        errors = plan_errors(
+            owner=self.owner, customer=self.customer, currency=self.currency, base_fee=self.base_fee
+        )
+        if errors:
+            raise ValidationError(errors)
+
+
+class PlanItem(models.Model):
+    """What a plan includes of one meter, its cap and how overage is handled."""
+
+    class OveragePolicy(models.TextChoices):
+        CHARGE = "charge", "Charge overage"
+        BLOCK = "block", "Block at the limit"
+        NOTIFY = "notify", "Notify only"
+
+    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="items")
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="plan_items")
+    included_quantity = models.DecimalField(
+        max_digits=20, decimal_places=6, default=Decimal("0"), validators=[MinValueValidator(0)]
+    )
+    limit = models.DecimalField(
+        max_digits=20,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Hard cap; required for the block policy.",
+    )
+    overage_policy = models.CharField(
+        max_length=8, choices=OveragePolicy.choices, default=OveragePolicy.CHARGE
+    )
+    unit_price = models.DecimalField(
+        max_digits=20,
+        decimal_places=8,
+        default=Decimal("0"),
+        validators=[MinValueValidator(0)],
+        help_text="Price per overage unit when there are no tiers.",
+    )
+    tiers = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Graduated overage tiers, e.g. [{"up_to": "5000", "unit_price": "0.05"}, '
+        '{"up_to": null, "unit_price": "0.04"}]; up_to counts overage units.',
+    )
+    thresholds = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Alert thresholds in percent of the limit (or of the included quantity).",
+    )
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["plan", "meter__category", "meter__code"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "meter"], name="plan_item_meter_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plan.code}: {self.meter_id and self.meter.code}"
+
+    def clean(self):
+        from billing.plans import clean_plan_item
+
+        cleaned = clean_plan_item(
+            meter=self.meter if self.meter_id else None,
+            included_quantity=self.included_quantity,
+            limit=self.limit,
+            overage_policy=self.overage_policy,
+            unit_price=self.unit_price,
+            tiers=self.tiers,
+            thresholds=self.thresholds,
+        )
+        self.tiers, self.thresholds = cleaned["tiers"], cleaned["thresholds"]
+
+    @property
+    def alert_base(self) -> Decimal:
+        """Thresholds are percentages of the limit when there is one, else of the allowance."""
+        return self.limit if self.limit is not None else self.included_quantity
+
+
+class Subscription(models.Model):
+    """A tenant on a plan from `starts_on` to `ends_on` (inclusive; open when null)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="subscriptions")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    starts_on = models.DateField()
+    ends_on = models.DateField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = HistoricalRecords()
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["tenant", "-starts_on"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_on__isnull=True) | Q(ends_on__gte=F("starts_on")),
+                name="subscription_ends_after_start",
+            ),
+            # One open-ended subscription per tenant everywhere; overlapping dated
+            # ones are refused by a database trigger/exclusion (migration 0005).
+            models.UniqueConstraint(
+                fields=["tenant"],
+                condition=Q(ends_on__isnull=True),
+                name="subscription_one_open_per_tenant",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} on {self.plan.code} from {self.starts_on}"
+
+    def clean(self):
+        from billing.plans import subscription_errors
+
+        errors = subscription_errors(self)
+        if errors:
+            raise ValidationError(errors)
+
+
+class Statement(models.Model):
+    """What a tenant owes for one calendar month: a draft while the month is open
+    (refreshed after each rollup), final and immutable once it has closed."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        FINAL = "final", "Final"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="statements")
+    period = models.DateField(help_text="The first day of the month.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
+    currency = models.CharField(max_length=3)
+    base_fee = models.DecimalField(max_digits=16, decimal_places=3)
+    usage_amount = models.DecimalField(max_digits=20, decimal_places=3)
+    total = models.DecimalField(max_digits=20, decimal_places=3)
+    as_of = models.DateTimeField(help_text="Usage up to this moment is in the statement.")
+    finalized_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-period", "tenant"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "period"], name="statement_once_per_period")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.period:%Y-%m} ({self.status})"
+
+
+class StatementLine(models.Model):
+    """One meter of one subscription in the period, rated; `amount` is rounded once."""
+
+    statement = models.ForeignKey(Statement, on_delete=models.CASCADE, related_name="lines")
+    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="+")
+    plan_code = models.CharField(max_length=64)
+    starts_on = models.DateField()
+    ends_on = models.DateField()
+    used = models.DecimalField(max_digits=28, decimal_places=6)
+    included = models.DecimalField(max_digits=20, decimal_places=6)
+    overage = models.DecimalField(max_digits=28, decimal_places=6)
+    unit_price = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
+    tiers = models.JSONField(default=list, blank=True)
+    amount = models.DecimalField(max_digits=20, decimal_places=3)
+
+    class Meta:
+        ordering = ["statement", "starts_on", "meter__category", "meter__code"]
+
+    def __str__(self) -> str:
+        return f"{self.meter.code}: {self.amount}"
+
+
+class UsageAlert(models.Model):
+    """A threshold of a subscribed plan item crossed in a period; raised once."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="usage_alerts")
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="alerts")
+    plan_item = models.ForeignKey(PlanItem, on_delete=models.CASCADE, related_name="alerts")
+    threshold = models.PositiveSmallIntegerField(help_text="Percent.")
+    period = models.DateField(help_text="The first day of the month.")
+    usage = models.DecimalField(max_digits=28, decimal_places=6)
+    base = models.DecimalField(
+        max_digits=20, decimal_places=6, help_text="The limit or included quantity."
+    )
+    raised_at = models.DateTimeField(auto_now_add=True)
+    notified_to = models.TextField(blank=True, default="")
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-raised_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "plan_item", "threshold", "period"],
+                name="usage_alert_once",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.plan_item.meter.code} {self.threshold}% {self.period:%Y-%m}"

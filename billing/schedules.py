@@ -1,9 +1,15 @@
 """The scheduled work, installed idempotently (after migrate, or `install_schedules`)."""
 
+from datetime import UTC, datetime, time, timedelta
+
 from django.conf import settings
+from django.utils import timezone
 from django_q.models import Schedule
 
 ROLLUP_SCHEDULE = "usage-rollup"
+FINALIZE_SCHEDULE = "finalize-statements"
+# Statements of a month are finalized shortly after it closes (UTC).
+FINALIZE_AT = time(0, 30)
 
 
 def install_schedules() -> list[Schedule]:
@@ -17,4 +23,18 @@ def install_schedules() -> list[Schedule]:
             "repeats": -1,
         },
     )
-    return [rollup]
+    finalize, _ = Schedule.objects.update_or_create(
+        name=FINALIZE_SCHEDULE,
+        defaults={
+            "func": "billing.tasks.finalize_statements",
+            "schedule_type": Schedule.MONTHLY,
+            "repeats": -1,
+            "next_run": next_month_start(timezone.now()),
+        },
+    )
+    return [rollup, finalize]
+
+
+def next_month_start(now: datetime) -> datetime:
+    first = (now.date().replace(day=28) + timedelta(days=4)).replace(day=1)
+    return datetime.combine(first, FINALIZE_AT, tzinfo=UTC)

@@ -1,8 +1,24 @@
 """django-q2 task entry points: thin wrappers over the services (and idempotent)."""
 
+from billing.alerts import check_alerts
 from billing.rollup import run_rollup
+from billing.statements import finalize_closed_periods, refresh_drafts
 
 
 def scheduled_rollup() -> dict:
+    """Roll up, then bring what is computed from the billing table up to date."""
     run = run_rollup(trigger="schedule")
-    return {"run": run.pk, "days": run.days_recomputed, "rows": run.rows_written}
+    return {
+        "run": run.pk,
+        "days": run.days_recomputed,
+        "rows": run.rows_written,
+        **after_rollup(),
+    }
+
+
+def after_rollup() -> dict:
+    return {"drafts": refresh_drafts(), "alerts": len(check_alerts())}
+
+
+def finalize_statements() -> dict:
+    return {"finalized": finalize_closed_periods()}

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts.models import Tenant
 from metering.models import Meter, UsageEvent
+from metering.signals import events_stored
 
 MAX_BATCH = 10_000
 MAX_BODY_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
@@ -380,8 +381,21 @@ def store_events(rows: list[UsageEvent]) -> IngestResult:
     with transaction.atomic():
         for start in range(0, len(rows), INSERT_CHUNK):
             inserted.extend(insert_new_events(rows[start : start + INSERT_CHUNK]))
+        announce_stored(rows, inserted)
     return IngestResult(
         accepted=len(inserted), duplicates=len(rows) - len(inserted), event_ids=inserted
+    )
+
+
+def announce_stored(rows: list[UsageEvent], inserted: list[str]) -> None:
+    """Tell listeners (limits and alerts) which tenants and meters got new usage."""
+    if not inserted:
+        return
+    new = set(inserted)
+    tenant_ids = {row.tenant_id for row in rows if row.event_id in new}
+    meter_ids = {row.meter_id for row in rows if row.event_id in new}
+    transaction.on_commit(
+        lambda: events_stored.send(sender=UsageEvent, tenant_ids=tenant_ids, meter_ids=meter_ids)
     )
 
 

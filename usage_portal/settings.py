@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "django_q",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "simple_history",
     "usage_portal",
     "accounts",
     "metering",
@@ -72,6 +73,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

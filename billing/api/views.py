@@ -1,14 +1,33 @@
+from datetime import date
+
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers
-from rest_framework.exceptions import ValidationError
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import Tenant
+from accounts.models import Tenant, subtrees_q
+from accounts.services import user_can_manage
+from billing.api.serializers import (
+    EntitlementSerializer,
+    MarginSerializer,
+    PlanSerializer,
+    StatementSerializer,
+    SubscriptionSerializer,
+    UsageAlertSerializer,
+)
+from billing.entitlements import entitlement
+from billing.filtersets import PlanFilterSet, SubscriptionFilterSet
 from billing.forms import UsageQueryForm
+from billing.margin import reseller_margin
+from billing.models import Plan, Statement, Subscription, UsageAlert
+from billing.plans import can_sell, save_plan, subscribe
+from billing.statements import month_of, parse_period
 from billing.usage import usage_summary
+from metering.models import Meter
 from usage_portal.api.csv import CSVRenderer, streaming_csv
 
 USAGE_COLUMNS = ["meter", "category", "unit", "quantity", "event_count"]
@@ -109,3 +128,224 @@ class UsageView(APIView):
                 "results": results,
             }
         )
+
+
+class PlanViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Plans with their items inline; written by the managers of the owning tenant
+    (platform plans: superusers)."""
+
+    serializer_class = PlanSerializer
+    filterset_class = PlanFilterSet
+    lookup_field = "code"
+    lookup_value_regex = "[-a-zA-Z0-9_]+"
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return (
+            Plan.objects.visible_to(self.request.user)
+            .select_related("owner", "customer")
+            .prefetch_related("items__meter")
+        )
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        items = data.pop("items", [])
+        require_manager(self.request.user, data.get("owner"))
+        serializer.instance = save_plan(plan=Plan(**data), items=items)
+
+    def perform_update(self, serializer):
+        plan = serializer.instance
+        require_manager(self.request.user, plan.owner)
+        data = dict(serializer.validated_data)
+        items = data.pop("items", None)
+        for name, value in data.items():
+            setattr(plan, name, value)
+        serializer.instance = save_plan(plan=plan, items=items)
+
+
+def require_manager(user, owner) -> None:
+    if not user_can_manage(user, owner):
+        raise PermissionDenied(
+            "Only managers of the owning tenant change its plans"
+            if owner is not None
+            else "Only platform operators change platform plans."
+        )
+
+
+class SubscriptionViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Subscriptions in the caller's subtrees. Starting one while an open one runs
+    ends the running one the day before (a mid-month change, prorated by day);
+    PATCH can only set `ends_on`."""
+
+    serializer_class = SubscriptionSerializer
+    filterset_class = SubscriptionFilterSet
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return Subscription.objects.visible_to(self.request.user).select_related("tenant", "plan")
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        require_seller(self.request.user, data["plan"])
+        serializer.instance = subscribe(**data)
+
+    def perform_update(self, serializer):
+        subscription = serializer.instance
+        require_seller(self.request.user, subscription.plan)
+        subscription.ends_on = serializer.validated_data.get("ends_on", subscription.ends_on)
+        subscription.full_clean()
+        subscription.save()
+
+
+def require_seller(user, plan) -> None:
+    if not can_sell(user, plan):
+        raise PermissionDenied("Subscriptions to this plan are made by the managers of its owner.")
+
+
+class PeriodMixin:
+    def period(self) -> date:
+        value = self.request.query_params.get("period")
+        if not value:
+            return month_of(timezone.now().date())
+        try:
+            return parse_period(value)
+        except ValueError as error:
+            raise ValidationError({"period": [str(error)]}) from None
+
+    def visible_tenant(self, required: bool = True):
+        slug = self.request.query_params.get("tenant")
+        if not slug:
+            if required:
+                raise ValidationError({"tenant": ["This parameter is required."]})
+            return None
+        return get_object_or_404(Tenant.objects.visible_to(self.request.user), slug=slug)
+
+
+STATEMENT_CSV = [
+    "tenant", "period", "status", "currency", "base_fee", "total",
+    "meter", "plan", "starts_on", "ends_on", "used", "included", "overage", "unit_price", "amount",
+]  # fmt: skip
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("tenant", str, description="Tenant slug (its own statements)"),
+        OpenApiParameter("within", str, description="Statements of every tenant in this subtree"),
+        OpenApiParameter("period", str, description="YYYY-MM"),
+        OpenApiParameter("status", str, enum=["draft", "final"]),
+        OpenApiParameter("format", str, enum=["json", "csv"]),
+    ]
+)
+class StatementViewSet(PeriodMixin, viewsets.ReadOnlyModelViewSet):
+    """Statements: drafts are the live estimate (as of `as_of`), finals never change."""
+
+    serializer_class = StatementSerializer
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
+
+    def get_queryset(self):
+        statements = Statement.objects.visible_to(self.request.user)
+        params = self.request.query_params
+        if params.get("tenant"):
+            statements = statements.filter(tenant=self.visible_tenant())
+        if params.get("within"):
+            root = get_object_or_404(
+                Tenant.objects.visible_to(self.request.user), slug=params["within"]
+            )
+            statements = statements.filter(subtrees_q([root], "tenant__"))
+        if params.get("period"):
+            statements = statements.filter(period=self.period())
+        if params.get("status"):
+            statements = statements.filter(status=params["status"])
+        return statements.select_related("tenant").prefetch_related("lines__meter")
+
+    def list(self, request, *args, **kwargs):
+        if request.accepted_renderer.format == "csv":
+            return streaming_csv(
+                STATEMENT_CSV, statement_csv_rows(self.get_queryset()), "statements.csv"
+            )
+        return super().list(request, *args, **kwargs)
+
+
+def statement_csv_rows(statements):
+    for statement in statements:
+        head = [
+            statement.tenant.slug, f"{statement.period:%Y-%m}", statement.status,
+            statement.currency, statement.base_fee, statement.total,
+        ]  # fmt: skip
+        for line in statement.lines.all():
+            yield [
+                *head, line.meter.code, line.plan_code, line.starts_on, line.ends_on, line.used,
+                line.included, line.overage, line.unit_price, line.amount,
+            ]  # fmt: skip
+
+
+class MarginView(PeriodMixin, APIView):
+    """Retail charged to the tenant's customers, wholesale it owes upstream, margin."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("tenant", str, required=True),
+            OpenApiParameter("period", str, description="YYYY-MM, default this month"),
+        ],
+        responses=MarginSerializer,
+    )
+    def get(self, request):
+        tenant = self.visible_tenant()
+        return Response(MarginSerializer(reseller_margin(tenant, self.period())).data)
+
+
+class UsageAlertViewSet(PeriodMixin, viewsets.ReadOnlyModelViewSet):
+    """Thresholds crossed, newest first; `tenant` includes its subtree."""
+
+    serializer_class = UsageAlertSerializer
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("tenant", str),
+            OpenApiParameter("period", str, description="YYYY-MM"),
+        ]
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    def get_queryset(self):
+        alerts = UsageAlert.objects.visible_to(self.request.user)
+        tenant = self.visible_tenant(required=False)
+        if tenant is not None:
+            alerts = alerts.filter(subtrees_q([tenant], "tenant__"))
+        if self.request.query_params.get("period"):
+            alerts = alerts.filter(period=self.period())
+        return alerts.select_related("tenant", "plan_item__meter", "plan_item__plan")
+
+
+class EntitlementView(PeriodMixin, APIView):
+    """May the tenant keep using the meter now? From real-time usage."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("tenant", str, required=True),
+            OpenApiParameter("meter", str, required=True),
+        ],
+        responses=EntitlementSerializer,
+    )
+    def get(self, request):
+        tenant = self.visible_tenant()
+        code = request.query_params.get("meter")
+        if not code:
+            raise ValidationError({"meter": ["This parameter is required."]})
+        meter = Meter.objects.filter(code=code).first()
+        if meter is None:
+            raise ValidationError({"meter": [f"Unknown meter {code!r}."]})
+        return Response(EntitlementSerializer(entitlement(tenant, meter)).data)

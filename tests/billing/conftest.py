@@ -1,9 +1,14 @@
 from datetime import timedelta
+from itertools import count
 
 import pytest
 
+from accounts.models import PlatformPrincipal
 from billing.rollup import run_rollup
+from metering.ingestion import ingest_events
 from metering.models import Meter
+
+SERIAL = count()
 
 
 @pytest.fixture
@@ -21,3 +26,14 @@ def latest_meter(db):
 
 def rollup(**kwargs):
     return run_rollup(grace=timedelta(0), **kwargs)
+
+
+def send(*events, now=None):
+    """Ingest events as the platform would; `at` becomes the timestamp."""
+    payload = []
+    for event in events:
+        body = {k: v for k, v in event.items() if k != "at"}
+        if "at" in event:
+            body["timestamp"] = event["at"].isoformat()
+        payload.append({"event_id": f"e-{next(SERIAL)}", **body})
+    return ingest_events(payload, principal=PlatformPrincipal(), now=now)

@@ -1,30 +1,16 @@
 from datetime import timedelta
 from decimal import Decimal
-from itertools import count
 
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from accounts.models import PlatformPrincipal, Tenant
+from accounts.models import Tenant
 from billing.models import DailyUsage, RollupRun
 from billing.usage import UsageFilters, usage_summary
-from metering.ingestion import ingest_events
-from tests.billing.conftest import rollup
+from tests.billing.conftest import rollup, send
 from tests.billing.oracle import brute_force, summary_as_dict
 from tests.factories import make_tenant
-
-SERIAL = count()
-
-
-def send(*events, now=None):
-    payload = []
-    for event in events:
-        body = {k: v for k, v in event.items() if k != "at"}
-        if "at" in event:
-            body["timestamp"] = event["at"].isoformat()
-        payload.append({"event_id": f"e-{next(SERIAL)}", **body})
-    return ingest_events(payload, principal=PlatformPrincipal(), now=now)
 
 
 def table():

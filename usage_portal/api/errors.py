@@ -25,6 +25,10 @@ def flatten_errors(detail, field: str | None = None, index: int | None = None) -
     if isinstance(detail, dict):
         errors = []
         for key, value in detail.items():
+            if isinstance(key, int):  # a list serializer's errors, by position
+                child = f"{field}[{key}]" if field else None
+                errors.extend(flatten_errors(value, child, key if field is None else index))
+                continue
             child = field if key in NON_FIELD_KEYS else f"{field}.{key}" if field else str(key)
             errors.extend(flatten_errors(value, child, index))
         return errors

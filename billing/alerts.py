@@ -1,0 +1,164 @@
+"""Usage alerts: a subscribed plan item's threshold crossed in a month, raised once.
+
+Checked after each rollup for every subscription, and on ingestion for items
+with the `block` policy (their limit is what the integration must hear about at
+once). The unique key (subscription, item, threshold, period) makes raising an
+alert idempotent, also when two processes check at the same moment.
+"""
+
+import logging
+from datetime import date
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import Membership, Tenant
+from billing.models import PlanItem, Subscription, UsageAlert
+from billing.statements import month_of, segment_of, subscriptions_in, usage_by_meter
+
+logger = logging.getLogger(__name__)
+
+
+def check_alerts(
+    *, today: date | None = None, subscriptions=None, meter_ids=None, policy=None
+) -> list[UsageAlert]:
+    """Raise the alerts now due in the current month; returns the new ones."""
+    today = today or timezone.now().date()
+    period = month_of(today)
+    if subscriptions is None:
+        subscriptions = subscriptions_in(period).filter(starts_on__lte=today)
+    raised = []
+    for subscription in subscriptions:
+        items = alerting_items(subscription, meter_ids, policy)
+        if items:
+            raised += check_subscription(subscription, items, period)
+    return raised
+
+
+def alerting_items(subscription: Subscription, meter_ids=None, policy=None) -> list[PlanItem]:
+    items = subscription.plan.items.select_related("meter").exclude(thresholds=[])
+    if meter_ids is not None:
+        items = items.filter(meter_id__in=meter_ids)
+    if policy is not None:
+        items = items.filter(overage_policy=policy)
+    return [item for item in items if item.alert_base > 0]
+
+
+def check_subscription(subscription, items: list[PlanItem], period: date) -> list[UsageAlert]:
+    start, end = segment_of(subscription, period)
+    used = usage_by_meter(subscription.tenant, start, end, [i.meter.code for i in items])
+    done = set(
+        UsageAlert.objects.filter(subscription=subscription, period=period).values_list(
+            "plan_item_id", "threshold"
+        )
+    )
+    raised = []
+    for item in items:
+        quantity = used.get(item.meter_id)
+        if quantity is None:
+            continue
+        for threshold in item.thresholds:
+            crossed = quantity * 100 >= item.alert_base * threshold
+            if crossed and (item.pk, threshold) not in done:
+                alert = raise_alert(subscription, item, threshold, period, quantity)
+                if alert is not None:
+                    raised.append(alert)
+    return raised
+
+
+def raise_alert(subscription, item, threshold, period, usage) -> UsageAlert | None:
+    """Store the alert and mail it after commit; None when another process was first."""
+    try:
+        with transaction.atomic():
+            alert = UsageAlert.objects.create(
+                tenant=subscription.tenant,
+                subscription=subscription,
+                plan_item=item,
+                threshold=threshold,
+                period=period,
+                usage=usage,
+                base=item.alert_base,
+            )
+    except IntegrityError:
+        return None
+    transaction.on_commit(lambda: notify(alert))
+    return alert
+
+
+def alert_recipients(tenant: Tenant) -> list[str]:
+    """The managers of the tenant and of the reseller it belongs to."""
+    tenants = [tenant]
+    reseller = (
+        tenant
+        if tenant.kind == Tenant.Kind.RESELLER
+        else tenant.get_ancestors().filter(kind=Tenant.Kind.RESELLER).last()
+    )
+    if reseller is not None and reseller != tenant:
+        tenants.append(reseller)
+    emails = (
+        Membership.objects.filter(tenant__in=tenants, role__in=Membership.MANAGING_ROLES)
+        .exclude(user__email="")
+        .filter(user__is_active=True)
+        .values_list("user__email", flat=True)
+    )
+    return sorted(set(emails))
+
+
+def alert_message(alert: UsageAlert) -> tuple[str, str]:
+    item, tenant = alert.plan_item, alert.tenant
+    base = "limit" if item.limit is not None else "included quantity"
+    subject = f"{tenant.name}: {item.meter.name} at {alert.threshold}% of the {base}"
+    body = (
+        f"{tenant.name} ({tenant.slug}) has used {alert.usage.normalize():f} {item.meter.unit} "
+        f"of {item.meter.name} in {alert.period:%B %Y}, crossing {alert.threshold}% of the "
+        f"{base} ({alert.base.normalize():f}) of plan {item.plan.code}.\n"
+        f"Overage policy: {item.get_overage_policy_display()}.\n"
+    )
+    return subject, body
+
+
+def notify(alert: UsageAlert) -> None:
+    recipients = alert_recipients(alert.tenant)
+    if not recipients:
+        return
+    subject, body = alert_message(alert)
+    try:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+    except OSError:
+        # The alert stays recorded (listed in the admin and the API) without a mail.
+        logger.exception("Could not mail usage alert %s", alert.pk)
+        return
+    UsageAlert.objects.filter(pk=alert.pk).update(notified_to=", ".join(recipients))
+
+
+def check_block_limits(tenant_ids, meter_ids) -> list[UsageAlert]:
+    """On ingestion: alerts of `block` items of the subscriptions above these tenants."""
+    today = timezone.now().date()
+    candidates = (
+        subscriptions_in(month_of(today))
+        .filter(
+            starts_on__lte=today,
+            plan__items__overage_policy=PlanItem.OveragePolicy.BLOCK,
+            plan__items__meter_id__in=meter_ids,
+        )
+        .distinct()
+    )
+    if not candidates:
+        return []
+    positions = list(Tenant.objects.filter(pk__in=tenant_ids).values_list("tree_id", "lft"))
+    concerned = [s for s in candidates if covers(s.tenant, positions)]
+    return check_alerts(
+        today=today,
+        subscriptions=concerned,
+        meter_ids=meter_ids,
+        policy=PlanItem.OveragePolicy.BLOCK,
+    )
+
+
+def covers(tenant: Tenant, positions) -> bool:
+    """Whether any of the (tree_id, lft) positions lies in `tenant`'s subtree."""
+    return any(
+        tree_id == tenant.tree_id and tenant.lft <= lft <= tenant.rght for tree_id, lft in positions
+    )

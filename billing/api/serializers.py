@@ -1,0 +1,249 @@
+"""Plans, subscriptions, statements, margin, alerts and entitlements as the API shows them.
+
+Validation is the plans module's (the same the admin runs); these classes only
+map fields and call it.
+"""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+
+from accounts.models import Tenant
+from billing.models import (
+    Plan,
+    PlanItem,
+    Statement,
+    StatementLine,
+    Subscription,
+    UsageAlert,
+)
+from billing.plans import clean_plan_item, duplicate_meter_errors, plan_errors
+from metering.models import Meter
+
+DECIMAL = {"max_digits": 20, "decimal_places": 6, "coerce_to_string": True}
+
+
+class PlanItemSerializer(serializers.ModelSerializer):
+    meter = serializers.SlugRelatedField(slug_field="code", queryset=Meter.objects.all())
+    tiers = serializers.JSONField(required=False, help_text="[{up_to, unit_price}], last open")
+    thresholds = serializers.JSONField(required=False, help_text="percentages, e.g. [80, 100]")
+
+    class Meta:
+        model = PlanItem
+        fields = [
+            "meter",
+            "included_quantity",
+            "limit",
+            "overage_policy",
+            "unit_price",
+            "tiers",
+            "thresholds",
+        ]
+
+    def validate(self, attrs):
+        try:
+            cleaned = clean_plan_item(
+                meter=attrs.get("meter"),
+                included_quantity=attrs.get("included_quantity", 0),
+                limit=attrs.get("limit"),
+                overage_policy=attrs.get("overage_policy", PlanItem.OveragePolicy.CHARGE),
+                unit_price=attrs.get("unit_price", 0),
+                tiers=attrs.get("tiers", []),
+                thresholds=attrs.get("thresholds", []),
+            )
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.message_dict) from None
+        return {**attrs, **cleaned}
+
+
+class PlanSerializer(serializers.ModelSerializer):
+    owner = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Tenant.objects.none(), allow_null=True, required=False
+    )
+    customer = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Tenant.objects.none(), allow_null=True, required=False
+    )
+    items = PlanItemSerializer(many=True, required=False)
+
+    class Meta:
+        model = Plan
+        fields = [
+            "code",
+            "name",
+            "owner",
+            "customer",
+            "currency",
+            "base_fee",
+            "billing_period",
+            "description",
+            "is_active",
+            "items",
+        ]
+        extra_kwargs = {"code": {"validators": []}, "billing_period": {"read_only": True}}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None:
+            # Tenants outside the caller's view read as "does not exist".
+            visible = Tenant.objects.visible_to(request.user)
+            self.fields["owner"].queryset = visible
+            self.fields["customer"].queryset = visible
+
+    def validate(self, attrs):
+        if self.instance is not None:
+            frozen = [
+                f for f in ("code", "owner") if f in attrs and attrs[f] != getattr(self.instance, f)
+            ]
+            if frozen:
+                raise serializers.ValidationError(
+                    {f: "cannot be changed once the plan exists." for f in frozen}
+                )
+
+        def current(name, default=None):
+            return attrs.get(name, getattr(self.instance, name, default))
+
+        errors = plan_errors(
+            owner=current("owner"),
+            customer=current("customer"),
+            currency=current("currency", "USD"),
+            base_fee=current("base_fee"),
+        )
+        duplicates = duplicate_meter_errors([i.get("meter") for i in attrs.get("items") or []])
+        if duplicates:
+            errors["items"] = [
+                {"meter": [duplicates[i]]} if i in duplicates else {}
+                for i in range(len(attrs["items"]))
+            ]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class SubscriptionSerializer(serializers.ModelSerializer):
+    tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.none())
+    plan = serializers.SlugRelatedField(slug_field="code", queryset=Plan.objects.none())
+
+    class Meta:
+        model = Subscription
+        fields = ["id", "tenant", "plan", "starts_on", "ends_on"]
+        validators = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None:
+            self.fields["tenant"].queryset = Tenant.objects.visible_to(request.user)
+            self.fields["plan"].queryset = Plan.objects.visible_to(request.user)
+
+    def validate(self, attrs):
+        if self.instance is not None:
+            frozen = [
+                f
+                for f in ("tenant", "plan", "starts_on")
+                if f in attrs and attrs[f] != getattr(self.instance, f)
+            ]
+            if frozen:
+                raise serializers.ValidationError(
+                    {
+                        f: "cannot be changed; end this subscription and start another."
+                        for f in frozen
+                    }
+                )
+        return attrs
+
+
+class StatementLineSerializer(serializers.ModelSerializer):
+    meter = serializers.CharField(source="meter.code")
+    plan = serializers.CharField(source="plan_code")
+
+    class Meta:
+        model = StatementLine
+        fields = [
+            "meter",
+            "plan",
+            "starts_on",
+            "ends_on",
+            "used",
+            "included",
+            "overage",
+            "unit_price",
+            "tiers",
+            "amount",
+        ]
+
+
+class StatementSerializer(serializers.ModelSerializer):
+    tenant = serializers.CharField(source="tenant.slug")
+    period = serializers.DateField(format="%Y-%m")
+    lines = StatementLineSerializer(many=True)
+
+    class Meta:
+        model = Statement
+        fields = [
+            "tenant",
+            "period",
+            "status",
+            "currency",
+            "base_fee",
+            "usage_amount",
+            "total",
+            "as_of",
+            "finalized_at",
+            "lines",
+        ]
+
+
+class UsageAlertSerializer(serializers.ModelSerializer):
+    tenant = serializers.CharField(source="tenant.slug")
+    meter = serializers.CharField(source="plan_item.meter.code")
+    plan = serializers.CharField(source="plan_item.plan.code")
+    policy = serializers.CharField(source="plan_item.overage_policy")
+    period = serializers.DateField(format="%Y-%m")
+
+    class Meta:
+        model = UsageAlert
+        fields = [
+            "id",
+            "tenant",
+            "meter",
+            "plan",
+            "policy",
+            "threshold",
+            "period",
+            "usage",
+            "base",
+            "raised_at",
+        ]
+
+
+class MarginRowSerializer(serializers.Serializer):
+    meter = serializers.CharField()
+    retail = serializers.DecimalField(max_digits=20, decimal_places=3)
+    wholesale = serializers.DecimalField(max_digits=20, decimal_places=3)
+    margin = serializers.DecimalField(max_digits=20, decimal_places=3)
+
+
+class MarginSerializer(serializers.Serializer):
+    tenant = serializers.CharField(source="tenant.slug")
+    period = serializers.DateField(format="%Y-%m")
+    currency = serializers.CharField(allow_null=True)
+    retail = serializers.DecimalField(max_digits=20, decimal_places=3)
+    wholesale = serializers.DecimalField(max_digits=20, decimal_places=3)
+    margin = serializers.DecimalField(max_digits=20, decimal_places=3)
+    customer_statements = serializers.IntegerField()
+    excluded_statements = serializers.IntegerField()
+    results = MarginRowSerializer(many=True, source="rows")
+
+
+class EntitlementSerializer(serializers.Serializer):
+    tenant = serializers.CharField(source="tenant.slug")
+    meter = serializers.CharField(source="meter.code")
+    allowed = serializers.BooleanField()
+    used = serializers.DecimalField(max_digits=28, decimal_places=6)
+    limit = serializers.DecimalField(allow_null=True, **DECIMAL)
+    remaining = serializers.DecimalField(allow_null=True, **DECIMAL)
+    policy = serializers.CharField(allow_null=True)
+    subscription_tenant = serializers.SerializerMethodField()
+
+    def get_subscription_tenant(self, obj) -> str | None:
+        return obj.subscription.tenant.slug if obj.subscription else None

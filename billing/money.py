@@ -1,0 +1,33 @@
+"""Money rules: ISO 4217 currencies, their minor units, and the one rounding."""
+
+from decimal import ROUND_HALF_UP, Decimal
+
+from babel.numbers import get_currency_precision, list_currencies
+from django.core.exceptions import ValidationError
+
+ZERO = Decimal("0")
+
+
+def validate_currency(code: str) -> None:
+    if code not in list_currencies():
+        raise ValidationError(f"{code!r} is not an ISO 4217 currency code (e.g. USD, EUR, JPY).")
+
+
+def minor_unit(currency: str) -> Decimal:
+    """The smallest amount of `currency`: 0.01 for USD, 1 for JPY, 0.001 for KWD."""
+    return Decimal(1).scaleb(-get_currency_precision(currency))
+
+
+def round_money(amount: Decimal, currency: str) -> Decimal:
+    """Half-up to the currency's minor unit; called once per statement line."""
+    return amount.quantize(minor_unit(currency), rounding=ROUND_HALF_UP)
+
+
+def validate_amount_for(currency: str, amount: Decimal | None, field: str) -> dict:
+    """An amount with more places than the currency has minor units is a typo."""
+    if amount is None or not currency or currency not in list_currencies():
+        return {}
+    places = get_currency_precision(currency)
+    if amount != amount.quantize(minor_unit(currency)):
+        return {field: f"{currency} amounts have at most {places} decimal places."}
+    return {}

@@ -1,0 +1,196 @@
+"""Statements: a tenant's subscriptions in a calendar month, rated from the one usage query.
+
+A draft is the live estimate for an open month, recomputed after each rollup and
+whenever a subscription changes; once the month has closed the monthly task
+finalizes it and it never changes again. A reseller's own statement (its
+subscription to a partner's or the platform's plan) rates its whole subtree —
+what it owes upstream; its customers' statements are what it charges them.
+"""
+
+from calendar import monthrange
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Tenant
+from billing.models import Statement, StatementLine, Subscription
+from billing.money import ZERO
+from billing.rating import prorated_fee, rate_item
+from billing.usage import UsageFilters, usage_summary
+
+
+def month_of(day: date) -> date:
+    return day.replace(day=1)
+
+
+def month_end(period: date) -> date:
+    return period.replace(day=monthrange(period.year, period.month)[1])
+
+
+def parse_period(value: str) -> date:
+    """'YYYY-MM' -> the month's first day; ValueError with a readable message otherwise."""
+    try:
+        year, month = value.split("-")
+        return date(int(year), int(month), 1)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a month; use YYYY-MM.") from None
+
+
+def subscriptions_in(period: date):
+    return (
+        Subscription.objects.filter(starts_on__lte=month_end(period))
+        .exclude(ends_on__lt=period)
+        .select_related("plan", "tenant")
+        .order_by("tenant_id", "starts_on")
+    )
+
+
+def segment_of(subscription: Subscription, period: date) -> tuple[date, date]:
+    """The days of `period` the subscription covers."""
+    end = month_end(period)
+    return max(subscription.starts_on, period), min(subscription.ends_on or end, end)
+
+
+@dataclass
+class StatementDraft:
+    tenant: Tenant
+    period: date
+    currency: str
+    base_fee: Decimal = ZERO
+    lines: list[StatementLine] = field(default_factory=list)
+
+    @property
+    def usage_amount(self) -> Decimal:
+        return sum((line.amount for line in self.lines), ZERO)
+
+    @property
+    def total(self) -> Decimal:
+        return self.base_fee + self.usage_amount
+
+
+def rate_statement(tenant: Tenant, period: date, subscriptions=None) -> StatementDraft | None:
+    """Rate each subscription segment of `period` against its own plan."""
+    if subscriptions is None:
+        subscriptions = list(subscriptions_in(period).filter(tenant=tenant))
+    if not subscriptions:
+        return None
+    draft = StatementDraft(tenant=tenant, period=period, currency=subscriptions[-1].plan.currency)
+    for subscription in subscriptions:
+        plan = subscription.plan
+        start, end = segment_of(subscription, period)
+        draft.base_fee += prorated_fee(plan.base_fee, start, end, plan.currency)
+        items = list(plan.items.select_related("meter"))
+        if not items:
+            continue
+        used = usage_by_meter(tenant, start, end, [item.meter.code for item in items])
+        for item in items:
+            rated = rate_item(item, used.get(item.meter_id, ZERO), plan.currency)
+            draft.lines.append(
+                StatementLine(
+                    meter=item.meter,
+                    plan_code=plan.code,
+                    starts_on=start,
+                    ends_on=end,
+                    used=rated.used,
+                    included=rated.included,
+                    overage=rated.overage,
+                    unit_price=rated.unit_price,
+                    tiers=rated.tiers,
+                    amount=rated.amount,
+                )
+            )
+    return draft
+
+
+def usage_by_meter(tenant: Tenant, start: date, end: date, meter_codes: list[str]) -> dict:
+    summary = usage_summary(tenant, start, end, "meter", UsageFilters(meters=tuple(meter_codes)))
+    return {row.meter.pk: row.quantity for row in summary.rows}
+
+
+def refresh_statement(tenant: Tenant, period: date, *, final: bool = False, subscriptions=None):
+    """Recompute the draft of `period` (or finalize it). A final statement never changes."""
+    draft = rate_statement(tenant, period, subscriptions)
+    with transaction.atomic():
+        existing = (
+            Statement.objects.select_for_update().filter(tenant=tenant, period=period).first()
+        )
+        if existing is not None and existing.status == Statement.Status.FINAL:
+            return existing
+        if draft is None:
+            if existing is not None:
+                existing.delete()  # the subscription behind a draft was removed
+            return None
+        now = timezone.now()
+        statement = existing or Statement(tenant=tenant, period=period)
+        statement.currency = draft.currency
+        statement.base_fee = draft.base_fee
+        statement.usage_amount = draft.usage_amount
+        statement.total = draft.total
+        statement.as_of = now
+        if final:
+            statement.status = Statement.Status.FINAL
+            statement.finalized_at = now
+        statement.save()
+        statement.lines.all().delete()
+        for line in draft.lines:
+            line.statement = statement
+        StatementLine.objects.bulk_create(draft.lines)
+    return statement
+
+
+def refresh_drafts(today: date | None = None) -> int:
+    """Recompute every draft not yet final: the open month's, and closed months'
+    that wait for the monthly finalization. Returns how many were refreshed."""
+    today = today or timezone.now().date()
+    refreshed = 0
+    for period in periods_to_refresh(today):
+        for tenant, subscriptions in subscriptions_by_tenant(period).items():
+            if refresh_statement(tenant, period, subscriptions=subscriptions) is not None:
+                refreshed += 1
+    return refreshed
+
+
+def periods_to_refresh(today: date) -> list[date]:
+    current = month_of(today)
+    waiting = set(
+        Statement.objects.filter(status=Statement.Status.DRAFT, period__lt=current).values_list(
+            "period", flat=True
+        )
+    )
+    return sorted(waiting | {current})
+
+
+def subscriptions_by_tenant(period: date) -> dict[Tenant, list[Subscription]]:
+    grouped = defaultdict(list)
+    for subscription in subscriptions_in(period):
+        grouped[subscription.tenant].append(subscription)
+    return grouped
+
+
+def next_month(period: date) -> date:
+    return month_end(period) + timedelta(days=1)
+
+
+def finalize_closed_periods(today: date | None = None) -> int:
+    """Finalize every statement of a month that has closed; idempotent, so a schedule
+    that missed months catches up. Returns how many statements became final."""
+    today = today or timezone.now().date()
+    current = month_of(today)
+    first = Subscription.objects.order_by("starts_on").values_list("starts_on", flat=True).first()
+    finalized, period = 0, month_of(first) if first else current
+    while period < current:
+        finals = set(
+            Statement.objects.filter(period=period, status=Statement.Status.FINAL).values_list(
+                "tenant_id", flat=True
+            )
+        )
+        for tenant, subscriptions in subscriptions_by_tenant(period).items():
+            if tenant.pk not in finals:
+                refresh_statement(tenant, period, final=True, subscriptions=subscriptions)
+                finalized += 1
+        period = next_month(period)
+    return finalized
