@@ -4,6 +4,7 @@ read-only views of what the services compute — all scoped by tenant."""
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.template.loader import render_to_string
@@ -114,11 +115,46 @@ class PlanItemInline(admin.TabularInline):
     form = PlanItemForm
     formset = PlanItemFormSet
     extra = 1
-    autocomplete_fields = ()
+
+    # Items are part of the plan: whoever may change the plan may change its items
+    # (membership roles, not Django's model permissions).
+    def plan_writable(self, request, obj) -> bool:
+        if obj is None:
+            return request.user.is_superuser or Tenant.objects.managed_by(request.user).exists()
+        return user_can_manage(request.user, obj.owner)
+
+    def has_view_permission(self, request, obj=None):
+        return True
+
+    def has_add_permission(self, request, obj=None):
+        return self.plan_writable(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self.plan_writable(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.plan_writable(request, obj)
+
+
+class ScopedHistoryAdmin(TenantScopedAdminMixin, SimpleHistoryAdmin):
+    """History pages answer 404 outside the user's subtrees, like the change pages
+    (simple-history would fall back to the stored record and answer 403)."""
+
+    def visible_or_404(self, request, object_id):
+        if not self.get_queryset(request).filter(pk=unquote(object_id)).exists():
+            raise Http404
+
+    def history_view(self, request, object_id, extra_context=None):
+        self.visible_or_404(request, object_id)
+        return super().history_view(request, object_id, extra_context)
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        self.visible_or_404(request, object_id)
+        return super().history_form_view(request, object_id, version_id, extra_context)
 
 
 @admin.register(Plan)
-class PlanAdmin(TenantScopedAdminMixin, SimpleHistoryAdmin):
+class PlanAdmin(ScopedHistoryAdmin):
     """Plans with their items in one form; reseller staff see and edit their own."""
 
     tenant_field = "owner"
@@ -206,7 +242,7 @@ class SubscriptionForm(forms.ModelForm):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(TenantScopedAdminMixin, SimpleHistoryAdmin):
+class SubscriptionAdmin(ScopedHistoryAdmin):
     """Subscriptions inside the staff member's subtrees; made by the plan's seller."""
 
     form = SubscriptionForm
