@@ -52,3 +52,29 @@ def test_if_empty_leaves_existing_data_alone(db, capsys):
     call_command("seed_demo", "--if-empty", "--no-progress", "--no-usage")
     assert Tenant.objects.count() == 1
     assert "reseller-demo-2026" in capsys.readouterr().out
+
+
+def test_demo_billing_plans_and_subscriptions(db, settings):
+    from billing.models import Plan, Statement, Subscription
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    call_command("seed_demo", "--no-progress", "--no-usage")
+    resellers = Tenant.objects.filter(kind="reseller")
+    for reseller in resellers:
+        wholesale = Plan.objects.get(customer=reseller)
+        assert wholesale.owner == reseller.parent  # its partner, or the platform
+        assert Plan.objects.filter(owner=reseller, customer__isnull=True).count() == 3
+        assert Subscription.objects.get(tenant=reseller).plan == wholesale
+    orgs = Tenant.objects.filter(kind="organization")
+    assert Subscription.objects.filter(tenant__in=orgs).count() == orgs.count() == 60
+    # One organization per reseller is on a tight custom plan with a blocking email cap.
+    custom = Plan.objects.filter(customer__kind="organization")
+    assert custom.count() == resellers.count()
+    assert all(p.items.get(meter__code="emails").overage_policy == "block" for p in custom)
+    assert Statement.objects.filter(status="draft").count() == 66
+    snapshot = sorted(Subscription.objects.values_list("tenant__slug", "plan__code", "starts_on"))
+    call_command("seed_demo", "--no-progress", "--no-usage")
+    assert (
+        sorted(Subscription.objects.values_list("tenant__slug", "plan__code", "starts_on"))
+        == snapshot
+    )

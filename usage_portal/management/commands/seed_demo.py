@@ -8,6 +8,8 @@ from tqdm import tqdm
 
 from accounts.demo import demo_tree, demo_users, load_demo_tree, load_demo_users
 from accounts.models import Tenant
+from billing.demo import load_demo_billing
+from billing.rollup import run_rollup
 from metering.demo import DAYS, load_demo_usage
 from metering.models import UsageEvent
 
@@ -43,6 +45,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Demo tree: {len(tree)} tenants ({created} new).")
             if not no_usage:
                 self.load_usage(days, no_progress)
+            self.load_billing()
         self.print_logins(users)
 
     def load_usage(self, days: int, no_progress: bool):
@@ -54,6 +57,18 @@ class Command(BaseCommand):
             stored = load_demo_usage(timezone.now().date(), days=days, progress=bar)
         seconds = time.monotonic() - started
         self.stdout.write(f"Demo usage: {stored:,} events in {seconds:.0f} s.")
+
+    def load_billing(self):
+        """Roll the usage up first, so statements and alerts read the billing table."""
+        started = time.monotonic()
+        run = run_rollup(trigger="demo")
+        outcome = load_demo_billing(timezone.now().date())
+        self.stdout.write(
+            f"Demo billing: rollup of {run.days_recomputed} days, {outcome['plans']} plans, "
+            f"{outcome['subscriptions']} new subscriptions, {outcome['final']} final and "
+            f"{outcome['drafts']} draft statements, {outcome['alerts']} new alerts "
+            f"in {time.monotonic() - started:.0f} s."
+        )
 
     def print_logins(self, users):
         self.stdout.write(self.style.SUCCESS("Demo logins (http://127.0.0.1:8000/):"))

@@ -1,0 +1,127 @@
+"""Demo billing: a wholesale plan per reseller, three retail plans per reseller, a
+subscription for every organization, and a few organizations on tight custom plans
+that run over their limits (so alerts and blocked entitlements show).
+
+Idempotent: plans are kept by code, subscriptions only added where none exists.
+"""
+
+from datetime import date, timedelta
+from decimal import Decimal as D
+
+from accounts.models import Tenant
+from billing.alerts import check_alerts
+from billing.models import Plan, PlanItem, Subscription
+from billing.plans import duplicate_plan, save_plan
+from billing.statements import finalize_closed_periods, month_of, refresh_drafts
+from metering.models import Meter
+
+# meter: (included per tier starter/growth/enterprise, unit price, thresholds)
+RETAIL_ITEMS = {
+    "call_minutes": ((40_000, 80_000, 160_000), "0.025", [80, 100]),
+    "chat_sessions": ((2_500, 5_000, 10_000), "0.02", [80, 100]),
+    "emails": ((2_500, 5_000, 10_000), "0.002", [80, 100]),
+    "processing_units": ((50_000, 100_000, 200_000), "0.04", [80, 100]),
+    "bandwidth_units": ((800, 1_500, 3_000), "0.09", [100]),
+    "storage_units": ((500, 1_000, 2_000), "0.03", [90]),
+    "licenses": ((60, 120, 250), "4.00", [100]),
+    "portals": ((5, 10, 20), "15.00", [100]),
+}
+RETAIL_PLANS = (("starter", "Starter", D("299")), ("growth", "Growth", D("799")),
+                ("enterprise", "Enterprise", D("1999")))  # fmt: skip
+# Wholesale: what the reseller pays upstream for every unit of its whole tree.
+WHOLESALE_PRICES = {
+    "call_minutes": "0.004", "chat_sessions": "0.003", "emails": "0.0004",
+    "processing_units": "0.005", "bandwidth_units": "0.02", "storage_units": "0.006",
+    "licenses": "1.00", "portals": "4.00",
+}  # fmt: skip
+CALL_TIERS = [{"up_to": "20000", "unit_price": "0.025"}, {"up_to": None, "unit_price": "0.018"}]
+TIGHT_EMAIL_LIMIT = D("400")
+
+
+def load_demo_billing(today: date) -> dict:
+    meters = {m.code: m for m in Meter.objects.filter(code__in=RETAIL_ITEMS)}
+    starts_on = month_of(month_of(today) - timedelta(days=1))  # the 1st of last month
+    plans = subscriptions = 0
+    for reseller in Tenant.objects.filter(kind=Tenant.Kind.RESELLER).order_by("slug"):
+        plans += ensure_wholesale_plan(reseller, meters, starts_on)
+        retail = [
+            ensure_retail_plan(reseller, spec, n, meters) for n, spec in enumerate(RETAIL_PLANS)
+        ]
+        plans += len(retail)
+        organizations = reseller.get_children().filter(kind=Tenant.Kind.ORGANIZATION)
+        for position, org in enumerate(organizations.order_by("slug")):
+            if Subscription.objects.filter(tenant=org).exists():
+                continue
+            plan = retail[position % 3]
+            if position == 0:
+                plan = tight_custom_plan(plan, org)
+            Subscription.objects.create(tenant=org, plan=plan, starts_on=starts_on)
+            subscriptions += 1
+    finalized = finalize_closed_periods(today)
+    drafts = refresh_drafts(today)
+    alerts = len(check_alerts(today=today))
+    return {"plans": plans, "subscriptions": subscriptions, "final": finalized,
+            "drafts": drafts, "alerts": alerts}  # fmt: skip
+
+
+def ensure_wholesale_plan(reseller: Tenant, meters: dict, starts_on: date) -> int:
+    code = f"{reseller.slug}-wholesale"
+    plan = Plan.objects.filter(code=code).first()
+    if plan is None:
+        plan = Plan(
+            code=code,
+            name=f"Wholesale — {reseller.name}",
+            owner=reseller.parent,  # the partner, or the platform for a top-level reseller
+            customer=reseller,
+            currency=reseller.currency,
+            base_fee=D("500"),
+        )
+        items = [
+            {"meter": meters[code], "unit_price": D(price), "thresholds": []}
+            for code, price in WHOLESALE_PRICES.items()
+        ]
+        save_plan(plan=plan, items=items)
+    if not Subscription.objects.filter(tenant=reseller).exists():
+        Subscription.objects.create(tenant=reseller, plan=plan, starts_on=starts_on)
+    return 1
+
+
+def ensure_retail_plan(reseller: Tenant, spec, level: int, meters: dict) -> Plan:
+    suffix, name, base_fee = spec
+    code = f"{reseller.slug}-{suffix}"
+    plan = Plan.objects.filter(code=code).first()
+    if plan is not None:
+        return plan
+    items = []
+    for meter_code, (included, price, thresholds) in RETAIL_ITEMS.items():
+        allowance = D(included[level])
+        item = {
+            "meter": meters[meter_code],
+            "included_quantity": allowance,
+            "unit_price": D(price),
+            "thresholds": thresholds,
+        }
+        if meter_code == "call_minutes":
+            item["tiers"] = CALL_TIERS
+        if meter_code == "licenses":
+            # Seats are capped: the integration asks before adding one.
+            item.update(limit=allowance * 2, overage_policy=PlanItem.OveragePolicy.BLOCK)
+        items.append(item)
+    plan = Plan(code=code, name=name, owner=reseller, currency=reseller.currency, base_fee=base_fee)
+    return save_plan(plan=plan, items=items)
+
+
+def tight_custom_plan(plan: Plan, org: Tenant) -> Plan:
+    """A custom deal with a low email cap, so this organization runs over it."""
+    code = f"{plan.code}-{org.slug}"[:64]
+    existing = Plan.objects.filter(code=code).first()
+    if existing is not None:
+        return existing
+    custom = duplicate_plan(plan, customer=org, code=code, name=f"{plan.name} (custom)")
+    emails = custom.items.get(meter__code="emails")
+    emails.included_quantity = TIGHT_EMAIL_LIMIT / 2
+    emails.limit = TIGHT_EMAIL_LIMIT
+    emails.overage_policy = PlanItem.OveragePolicy.BLOCK
+    emails.full_clean()
+    emails.save()
+    return custom
