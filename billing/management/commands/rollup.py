@@ -5,6 +5,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from billing.rollup import COMMIT_GRACE, all_event_days, run_rollup
+from billing.tasks import after_rollup
 
 
 class Command(BaseCommand):
@@ -27,9 +28,22 @@ class Command(BaseCommand):
             help="leave events received in the last N seconds to the next run",
         )
         parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument(
+            "--no-billing",
+            action="store_true",
+            help="skip refreshing draft statements and checking alerts afterwards",
+        )
 
     def handle(
-        self, *args, day=None, since=None, all=False, grace=0.0, no_progress=False, **options
+        self,
+        *args,
+        day=None,
+        since=None,
+        all=False,
+        grace=0.0,
+        no_progress=False,
+        no_billing=False,
+        **options,
     ):
         days = None
         if day:
@@ -50,3 +64,9 @@ class Command(BaseCommand):
             f"{run.rows_written:,} rows in {run.duration_ms / 1000:.1f} s "
             f"(watermark {run.watermark})."
         )
+        if run.status == run.Status.SUCCESS and not no_billing:
+            outcome = after_rollup()
+            self.stdout.write(
+                f"Statements: {outcome['drafts']} draft(s) refreshed; "
+                f"{outcome['alerts']} new alert(s)."
+            )
