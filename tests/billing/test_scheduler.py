@@ -75,6 +75,14 @@ def test_qcluster_runs_the_scheduled_rollup(world, child_env):
             os.killpg(cluster.pid, signal.SIGKILL)
             cluster.wait()
     assert run.days_recomputed == 1 and run.events_read == 1
+    assert broker_in_use() == ("Redis" if os.environ.get("REDIS_URL") else "ORM")
     assert DailyUsage.objects.filter(tenant__slug="partner-p", meter__code="emails").exists()
     schedule = Schedule.objects.get(name=ROLLUP_SCHEDULE)
     assert schedule.next_run > timezone.now()  # rescheduled for the next interval
+
+
+def broker_in_use() -> str:
+    """The broker class the cluster gets from these settings (the child reads the same)."""
+    from django_q.brokers import get_broker
+
+    return type(get_broker()).__name__
