@@ -20,6 +20,16 @@ def pytest_configure(config):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    # Throttle and sign-in counters start from zero in every test (see fresh_counters).
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+@pytest.fixture(autouse=True)
+def fresh_counters():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
 
 
 @dataclass

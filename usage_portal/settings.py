@@ -68,6 +68,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -154,6 +155,44 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "reports:home"
 LOGOUT_REDIRECT_URL = "login"
 
+# Throttle counters and sign-in failures must be shared by every web process:
+# Redis when configured, else files beside the SQLite database (one machine).
+if os.environ.get("REDIS_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["REDIS_URL"],
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": os.environ.get("USAGE_CACHE_DIR") or str(BASE_DIR / ".cache"),
+        }
+    }
+
+# Sign-in guard: this many failures per username and address lock it for the window.
+LOGIN_FAILURE_LIMIT = env_int("USAGE_LOGIN_FAILURE_LIMIT", 5)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("USAGE_LOGIN_FAILURE_WINDOW_SECONDS", 900)
+
+# Everything the pages load is our own: no inline scripts, no third-party origins.
+# Inline style attributes stay allowed (the admin and Swagger UI use them).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -181,6 +220,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "usage_portal.api.pagination.PagePagination",
     "PAGE_SIZE": 100,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "usage_portal.api.throttling.IngestThrottle",
+        "usage_portal.api.throttling.ReadThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "ingest": os.environ.get("USAGE_THROTTLE_INGEST", "1200/min"),
+        "read": os.environ.get("USAGE_THROTTLE_READ", "1200/min"),
+    },
     "EXCEPTION_HANDLER": "usage_portal.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": [

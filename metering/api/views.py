@@ -71,6 +71,8 @@ ONE_EVENT = {
 class UsageEventViewSet(viewsets.GenericViewSet):
     """Telemetry in (POST) and detailed usage records out (GET, JSON or CSV)."""
 
+    throttle_scope = "ingest"
+
     serializer_class = UsageEventSerializer
     filterset_class = UsageEventFilterSet
     pagination_class = EventCursorPagination

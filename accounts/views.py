@@ -1,0 +1,53 @@
+"""Sign-in endpoints with the password-guessing guard in front."""
+
+from django.contrib.auth import views as auth_views
+from rest_framework import status
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.response import Response
+
+from accounts.login_guard import clear_failures, locked_for, record_failure
+
+LOCKED = "Too many failed sign-ins for this account from your address; try again in {} minutes."
+
+
+class GuardedLoginView(auth_views.LoginView):
+    def post(self, request, *args, **kwargs):
+        username = request.POST.get("username", "")
+        wait = locked_for(request, username)
+        if wait:
+            # An unbound form: binding it would run authenticate() with the guess.
+            context = self.get_context_data(
+                form=self.form_class(request), locked_message=LOCKED.format(wait // 60)
+            )
+            response = self.render_to_response(context, status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        record_failure(self.request, self.request.POST.get("username", ""))
+        return super().form_invalid(form)
+
+    def form_valid(self, form):
+        clear_failures(self.request, form.get_user().get_username())
+        return super().form_valid(form)
+
+
+class GuardedTokenView(ObtainAuthToken):
+    """POST username and password for an API token; guarded like the login page."""
+
+    def post(self, request, *args, **kwargs):
+        username = str(request.data.get("username", ""))
+        wait = locked_for(request, username)
+        if wait:
+            response = Response(
+                {"detail": LOCKED.format(wait // 60)}, status=status.HTTP_429_TOO_MANY_REQUESTS
+            )
+            response["Retry-After"] = str(wait)
+            return response
+        serializer = self.get_serializer(data=request.data)
+        if not serializer.is_valid():
+            record_failure(request, username)
+        serializer.is_valid(raise_exception=True)
+        clear_failures(request, username)
+        return super().post(request, *args, **kwargs)
