@@ -1,13 +1,17 @@
 """One error shape for the API: {"errors": [{"index"?, "field"?, "message"}]} or {"detail"}."""
 
+import logging
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
+logger = logging.getLogger(__name__)
 NON_FIELD_KEYS = {api_settings.NON_FIELD_ERRORS_KEY, "__all__"}
 
 
@@ -61,7 +65,24 @@ def drf_validation_error(error: DjangoValidationError) -> exceptions.ValidationE
     return exceptions.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: error.messages})
 
 
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "database_unavailable"
+    default_detail = (
+        "The database is unavailable; nothing from this request was stored. "
+        "Retry shortly with the same event_ids."
+    )
+    retry_after_seconds = 5
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # A lost connection or a locked/restarting database: the request's transaction
+        # is gone, so the caller may safely resend (event_ids make it idempotent).
+        logger.warning("Database unavailable: %s", exc)
+        response = drf_exception_handler(DatabaseUnavailable(), context)
+        response["Retry-After"] = str(DatabaseUnavailable.retry_after_seconds)
+        return response
     if isinstance(exc, DjangoValidationError):
         exc = drf_validation_error(exc)
     elif isinstance(exc, RequestDataTooBig):
