@@ -37,7 +37,8 @@ class GuardedTokenView(ObtainAuthToken):
     """POST username and password for an API token; guarded like the login page."""
 
     def post(self, request, *args, **kwargs):
-        username = str(request.data.get("username", ""))
+        data = request.data if hasattr(request.data, "get") else {}
+        username = str(data.get("username", ""))
         wait = locked_for(request, username)
         if wait:
             response = Response(

@@ -90,6 +90,9 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.ValidationError):
         response.data = {"errors": flatten_errors(exc.detail)}
+    elif response is not None and response.status_code == status.HTTP_400_BAD_REQUEST:
+        # Unparseable bodies: the same shape as every other bad input.
+        response.data = {"errors": [{"message": str(exc.detail)}]}
     return response
 
 
