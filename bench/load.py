@@ -1,0 +1,352 @@
+"""Load: ingestion and reporting at once, on PostgreSQL with the Redis broker.
+
+    python bench/load.py [--seconds 60] [--baseline-seconds 20] [--clients 4]
+                         [--readers 2] [--batch 500] [--batches-per-second 1]
+
+Creates a fresh database (`--database-url`, default a local PostgreSQL), loads the
+demo tree with a few days of usage, and starts two gunicorn workers and a task
+cluster of two workers (rollup every minute) against it and Redis. Readers ask
+the partner report page and the usage API, first alone (baseline), then while
+`--clients` clients ingest batches with unique event ids (resending a batch
+unchanged after any failure). Afterwards every accepted event must be counted
+exactly once in the usage totals, before and after a final rollup.
+
+Prints events/s, errors, lost and double-counted events, and the read p95 with
+and without ingestion. Targets: 0 errors, 0 lost, 0 double-counted; read p95
+under ingestion <= 1.2x the baseline. `--batches-per-second 0` ingests as fast
+as the clients can.
+"""
+
+import argparse
+import http.cookiejar
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SEED = 20261125
+METERS = {"call_minutes": "sum", "emails": "count", "chat_sessions": "count"}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--database-url", default="postgres://postgres@127.0.0.1:54330/usage_portal_load"
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6390/3")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--baseline-seconds", type=float, default=20)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--readers", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--batches-per-second", type=float, default=1.0)
+    parser.add_argument("--demo-days", type=int, default=5)
+    return parser.parse_args()
+
+
+def configure(args) -> dict:
+    env = {
+        **os.environ,
+        "DATABASE_URL": args.database_url,
+        "REDIS_URL": args.redis_url,
+        "DJANGO_HTTPS": "0",
+        "DJANGO_LOG_LEVEL": "WARNING",
+        "USAGE_ROLLUP_INTERVAL_MINUTES": "1",
+        "USAGE_Q_WORKERS": "2",
+        "USAGE_THROTTLE_INGEST": "1000000/min",
+        "USAGE_THROTTLE_READ": "1000000/min",
+        "DJANGO_SETTINGS_MODULE": "usage_portal.settings",
+    }
+    os.environ.update(env)
+    return env
+
+
+def fresh_database(url: str) -> None:
+    import psycopg
+
+    parts = urllib.parse.urlparse(url)
+    name = parts.path.lstrip("/")
+    admin = url.replace(parts.path, "/postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(command: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wait_until_up(base: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"{base} did not come up")
+
+
+def logged_in_opener(base: str, username: str, password: str):
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.open(f"{base}/accounts/login/").read()
+    token = next(c.value for c in jar if c.name == "csrftoken")
+    body = urllib.parse.urlencode(
+        {"username": username, "password": password, "csrfmiddlewaretoken": token}
+    ).encode()
+    request = urllib.request.Request(
+        f"{base}/accounts/login/", data=body, headers={"Referer": f"{base}/accounts/login/"}
+    )
+    opener.open(request).read()
+    return opener
+
+
+class Readers:
+    """Threads asking the report page and the usage API in turn, timing each answer."""
+
+    def __init__(self, base, opener, token, partner, count):
+        self.base, self.opener, self.token, self.partner = base, opener, token, partner
+        self.count = count
+        self.timings = defaultdict(list)
+        self.errors = 0
+        self.phase = "baseline"
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self.loop, daemon=True) for _ in range(count)]
+
+    def start(self):
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self):
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join()
+
+    def loop(self):
+        page = f"{self.base}/reports/t/{self.partner}/"
+        api = f"{self.base}/api/v1/usage/?tenant={self.partner}&group_by=child"
+        while not self.stopping.is_set():
+            self.timed("page", lambda: self.opener.open(page, timeout=60).read())
+            request = urllib.request.Request(api, headers={"Authorization": f"Token {self.token}"})
+            self.timed("api", lambda r=request: urllib.request.urlopen(r, timeout=60).read())
+
+    def timed(self, kind, call):
+        phase, started = self.phase, time.perf_counter()
+        try:
+            call()
+        except (urllib.error.URLError, OSError):
+            self.errors += 1
+            return
+        self.timings[(phase, kind)].append((time.perf_counter() - started) * 1000)
+
+
+class Ingester(threading.Thread):
+    """One integration: batches of unique events, resent unchanged until answered 201."""
+
+    def __init__(self, number, base, key, agents, args, deadline):
+        super().__init__(daemon=True)
+        self.number, self.base, self.key, self.agents = number, base, key, agents
+        self.args, self.deadline = args, deadline
+        self.rng = random.Random(SEED + number)
+        self.expected = defaultdict(Decimal)  # meter -> quantity accepted
+        self.events = defaultdict(int)  # meter -> events accepted
+        self.accepted = self.duplicates = self.errors = self.batches = 0
+
+    def run(self):
+        pause = 1 / self.args.batches_per_second if self.args.batches_per_second else 0
+        while time.monotonic() < self.deadline:
+            started = time.monotonic()
+            self.send(self.make_batch())
+            if pause:
+                time.sleep(max(0.0, pause - (time.monotonic() - started)))
+
+    def make_batch(self):
+        events = []
+        for n in range(self.args.batch):
+            meter = self.rng.choice(list(METERS))
+            quantity = f"{self.rng.uniform(0.5, 12):.2f}" if METERS[meter] == "sum" else "1"
+            events.append({
+                "event_id": f"load-{self.number}-{self.batches}-{n}",
+                "tenant": self.rng.choice(self.agents), "meter": meter, "quantity": quantity,
+            })  # fmt: skip
+        self.batches += 1
+        return events
+
+    def send(self, events):
+        body = json.dumps({"events": events}).encode()
+        while True:
+            request = urllib.request.Request(
+                f"{self.base}/api/v1/events/", data=body, method="POST",
+                headers={"Authorization": f"Api-Key {self.key}",
+                         "Content-Type": "application/json"},
+            )  # fmt: skip
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    answer = json.loads(response.read())
+                break
+            except (urllib.error.URLError, OSError):
+                self.errors += 1
+                time.sleep(0.2)
+        self.accepted += answer["accepted"]
+        self.duplicates += answer["duplicates"]
+        for event in events:
+            self.expected[event["meter"]] += Decimal(event["quantity"])
+            self.events[event["meter"]] += 1
+
+
+def platform_totals(day) -> dict:
+    """Usage of every top tenant (so: of everything) for `day`, per meter."""
+    from accounts.models import Tenant
+    from billing.usage import UsageFilters, usage_summary
+
+    totals = defaultdict(lambda: [Decimal(0), 0])
+    for root in Tenant.objects.filter(parent__isnull=True):
+        summary = usage_summary(root, day, day, "meter", UsageFilters(meters=tuple(METERS)))
+        for row in summary.rows:
+            totals[row.meter.code][0] += row.quantity
+            totals[row.meter.code][1] += row.event_count
+    return totals
+
+
+def percentile(values, pct):
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def main():
+    args = parse_args()
+    env = configure(args)
+    fresh_database(args.database_url)
+    subprocess.run(["redis-cli", "-u", args.redis_url, "flushdb"], check=True, capture_output=True)
+
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from rest_framework.authtoken.models import Token
+
+    from accounts.models import ApiKey, Tenant
+    from billing.models import RollupRun
+    from billing.rollup import run_rollup
+
+    print("Preparing: migrate, demo tree and history …", flush=True)
+    call_command("migrate", verbosity=0)
+    call_command("seed_demo", "--no-progress", "--days", str(args.demo_days), verbosity=0)
+    partner = Tenant.objects.filter(kind="partner").order_by("slug").first()
+    agents = sorted(
+        Tenant.objects.filter(kind="agent", tree_id=partner.tree_id).values_list("slug", flat=True)
+    )
+    _, key = ApiKey.objects.create_key(name="load", tenant=partner, scopes=["ingest"])
+    token, _ = Token.objects.get_or_create(user=get_user_model().objects.get(username="partner"))
+    day = datetime.now(UTC).date()
+    before = platform_totals(day)
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    gunicorn = ["-m", "gunicorn", "usage_portal.wsgi:application", "--bind", f"127.0.0.1:{port}",
+                "--workers", "2", "--timeout", "120"]  # fmt: skip
+    web = start([sys.executable, *gunicorn], env)
+    cluster = start([sys.executable, "manage.py", "qcluster"], env)
+    try:
+        wait_until_up(base)
+        opener = logged_in_opener(base, "partner", "partner-demo-2026")
+        readers = Readers(base, opener, token.key, partner.slug, args.readers)
+        readers.start()
+        time.sleep(args.baseline_seconds)
+        readers.phase = "ingest"
+        started = time.monotonic()
+        deadline = started + args.seconds
+        clients = [Ingester(n, base, key, agents, args, deadline) for n in range(args.clients)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join()
+        elapsed = time.monotonic() - started
+        readers.stop()
+    finally:
+        stop(web)
+        stop(cluster)
+
+    from django.db import connections
+
+    connections.close_all()
+    rollups = RollupRun.objects.filter(trigger="schedule", status="success").count()
+    sent = sum(sum(c.events.values()) for c in clients)
+    accepted = sum(c.accepted for c in clients)
+    errors = sum(c.errors for c in clients) + readers.errors
+    after = platform_totals(day)
+    run_rollup(trigger="bench")
+    after_rollup = platform_totals(day)
+
+    print(f"\nIngested {accepted:,} events in {elapsed:.1f} s: {accepted / elapsed:,.0f} events/s "
+          f"({args.clients} clients, batches of {args.batch}); scheduled rollups during the "
+          f"run: {rollups}")  # fmt: skip
+    resends = sum(c.errors for c in clients)
+    duplicates = sum(c.duplicates for c in clients)
+    print(f"Errors: {errors} (ingest resends {resends}, reader errors {readers.errors}); "
+          f"duplicates reported {duplicates}")  # fmt: skip
+    lost = doubled = 0
+    for meter in METERS:
+        expected_qty = sum(c.expected[meter] for c in clients)
+        expected_n = sum(c.events[meter] for c in clients)
+        for label, totals in (("live", after), ("after rollup", after_rollup)):
+            quantity = totals[meter][0] - before[meter][0]
+            count = totals[meter][1] - before[meter][1]
+            lost += max(0, expected_n - count)
+            doubled += max(0, count - expected_n)
+            status = "ok" if (count == expected_n and quantity == expected_qty) else "MISMATCH"
+            print(f"  {meter:<14} {label:<13} events {count:>8,} / sent {expected_n:>8,}  "
+                  f"quantity {quantity} / {expected_qty}  {status}")  # fmt: skip
+    print(f"Lost: {lost}  double-counted: {doubled}  (sent {sent:,}, accepted {accepted:,})")
+    print("\nRead latency (ms)      p50      p95   samples")
+    for kind in ("page", "api"):
+        base_p95 = percentile(readers.timings[("baseline", kind)], 95)
+        load_p95 = percentile(readers.timings[("ingest", kind)], 95)
+        for phase in ("baseline", "ingest"):
+            values = readers.timings[(phase, kind)]
+            print(f"  {kind:<4} {phase:<9} {percentile(values, 50):8.1f} "
+                  f"{percentile(values, 95):8.1f} {len(values):9}")  # fmt: skip
+        print(f"  {kind:<4} p95 ratio under ingest: {load_p95 / base_p95:.2f}")
+
+
+if __name__ == "__main__":
+    main()
