@@ -30,6 +30,9 @@ class ReportQueryForm(UsageQueryForm):
         data["tenant"] = tenant.slug
         if not data.get("category"):
             data["category"] = CATEGORIES[0][0]
+        if not data.get("period"):
+            # Dates typed without a preset mean a custom range.
+            data["period"] = CUSTOM if data.get("start") or data.get("end") else THIS_MONTH
         super().__init__(data, **kwargs)
         self.fields["tenant"].widget = forms.HiddenInput()
         self.fields["category"].widget = forms.HiddenInput()
@@ -47,8 +50,7 @@ class ReportQueryForm(UsageQueryForm):
 
     def clean(self):
         cleaned = super().clean()
-        # Dates typed without a preset mean a custom range.
-        preset = cleaned.get("period") or (CUSTOM if self.data.get("start") else THIS_MONTH)
+        preset = cleaned.get("period") or THIS_MONTH
         if preset != CUSTOM and not self.errors:
             dates = preset_period(preset, timezone.now().date())
             cleaned["start"], cleaned["end"] = dates.start, dates.end
