@@ -233,21 +233,28 @@ def daily_series(
     meter: Meter,
     stack_by: str = "child",
     stacks: int = CHART_STACKS,
+    ranking: UsageSummary | None = None,
 ) -> DailySeries:
     """The meter's daily usage, stacked by the largest children or dimension values.
 
-    A bounded number of summaries: the daily total, the ranking, and one daily
-    summary per stack; whatever the top stacks leave is one more stack
-    ("Other"), so the stacks add up to the daily total.
+    A bounded number of summaries: the daily total, the ranking (unless the
+    caller already holds a summary grouped by `stack_by` with the same
+    filters), and one daily summary per stack; whatever the top stacks leave is
+    one more stack ("Other"), so the stacks add up to the daily total.
     """
     if stack_by not in STACK_BY:
         raise ValueError(f"stack_by must be one of {', '.join(STACK_BY)}")
     filters = replace(filters, meters=(meter.code,), category="")
     days = [period.start + timedelta(days=n) for n in range(period.days)]
     total = daily_values(usage_summary(tenant, period.start, period.end, "day", filters), days)
-    ranking = usage_summary(tenant, period.start, period.end, stack_by, filters)
+    if ranking is None or ranking.group_by != stack_by:
+        ranking = usage_summary(tenant, period.start, period.end, stack_by, filters)
     ranked = sorted(
-        (r for r in ranking.rows if r.quantity and not is_own(r.key, tenant)),
+        (
+            r
+            for r in ranking.rows
+            if r.meter.pk == meter.pk and r.quantity and not is_own(r.key, tenant)
+        ),
         key=lambda r: -r.quantity,
     )
     series = DailySeries(meter, days)
@@ -316,7 +323,9 @@ def tenant_report(
     children = children_usage(by_child)
     focus = focus_meter(cards, filters)
     total = next((c.quantity for c in cards if c.meter == focus), Decimal(0))
-    series = daily_series(tenant, period, filters, focus, stack_by) if focus else None
+    series = (
+        daily_series(tenant, period, filters, focus, stack_by, ranking=by_child) if focus else None
+    )
     return TenantReport(
         tenant=tenant,
         period=period,
@@ -333,10 +342,16 @@ def tenant_report(
 
 def focus_meter(cards: list[MeterCard], filters: UsageFilters) -> Meter | None:
     """The meter the chart and top consumers follow: the one asked for, else the
-    first of the selection (catalog order) that has usage, else the first."""
+    first of the tab with usage, else the first.
+
+    Distinct counts (active users) come last by default: their daily series is
+    the costliest read there is, and a partner page must stay fast; asking for
+    the meter still charts it.
+    """
     if not cards:
         return None
     if filters.meters:
         return next((c.meter for c in cards if c.meter.code == filters.meters[0]), cards[0].meter)
-    used = [c for c in cards if c.quantity]
-    return (used or cards)[0].meter
+    ordered = sorted(cards, key=lambda c: c.meter.aggregation == Meter.Aggregation.UNIQUE_COUNT)
+    used = [c for c in ordered if c.quantity]
+    return (used or ordered)[0].meter

@@ -93,3 +93,19 @@ def test_children_table_adds_charges_column_only_when_rows_have_charges():
     row.charges = Decimal("12.50")
     table = ChildUsageTable([row], meters=[meter])
     assert list(table.columns.names()) == ["name", "kind", "m_m", "charges"]
+
+
+def test_focus_meter_prefers_the_asked_meter_then_used_meters_distinct_counts_last():
+    from billing.usage import UsageFilters
+    from reports.selectors import focus_meter
+
+    users = MeterCard(
+        Meter(code="active_users", aggregation="unique_count"), Decimal(5), Decimal(0)
+    )
+    licenses = MeterCard(Meter(code="licenses", aggregation="max"), Decimal(2), Decimal(0))
+    idle = MeterCard(Meter(code="portals", aggregation="max"), Decimal(0), Decimal(0))
+    assert focus_meter([users, licenses, idle], UsageFilters()).code == "licenses"
+    assert focus_meter([users, idle], UsageFilters()).code == "active_users"
+    asked = UsageFilters(meters=("portals",))
+    assert focus_meter([users, licenses, idle], asked).code == "portals"
+    assert focus_meter([], UsageFilters()) is None

@@ -112,6 +112,12 @@ def test_chart_json_and_its_table_equal_the_daily_api(report_usage, users, login
     download = csv_rows(client.get("/reports/t/reseller-a/csv/", {**params, "table": "chart"}))
     assert download[0] == ["Day", "Org A", "Total"]
     assert {r[0]: Decimal(r[2]) for r in download[1:] if Decimal(r[2])} == by_day
+    page = client.get("/reports/t/reseller-a/", params).content.decode()
+    shown = html_table(page, "chart-numbers")
+    assert shown[0] == download[0]
+    assert [[r[0], *map(number, r[1:])] for r in shown[1:]] == [
+        [r[0], *map(Decimal, r[1:])] for r in download[1:]
+    ]
 
 
 def test_chart_stacks_by_dimension(report_usage, users, login):
