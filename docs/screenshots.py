@@ -59,7 +59,8 @@ def shoot(page, base: str) -> list[str]:
         if page.locator("#usage-chart").count():
             page.wait_for_function("document.querySelector('#usage-chart').dataset.drawn")
         path = OUT / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        # A records page is a hundred rows long: its first screen tells the story.
+        page.screenshot(path=str(path), full_page=not name.startswith("records"))
         saved.append(str(path.relative_to(ROOT)))
     return saved
 
