@@ -98,7 +98,10 @@ class DailySeriesTable(tables.Table):
 class UsageEventTable(tables.Table):
     """Detailed usage records, newest first."""
 
-    occurred_at = tables.DateTimeColumn(verbose_name="Time (UTC)", format="Y-m-d H:i:s")
+    # The id breaks ties between events of the same instant, so pages and CSV agree.
+    occurred_at = tables.DateTimeColumn(
+        verbose_name="Time (UTC)", format="Y-m-d H:i:s", order_by=("occurred_at", "id")
+    )
     tenant = tables.Column(
         verbose_name="Tenant",
         accessor="tenant__name",

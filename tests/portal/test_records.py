@@ -3,6 +3,7 @@
 import csv
 import io
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from accounts.models import PlatformPrincipal
 from metering.ingestion import ingest_events
@@ -24,6 +25,8 @@ def test_records_table_equals_csv(report_usage, users, login):
     assert len(table) == len(download) == 1 + 7  # agent-a's and org-a's events, no one else's
     for shown, exported in zip(table[1:], download[1:], strict=True):
         assert shown[1:3] + shown[4:] == exported[1:3] + exported[4:]
+        assert Decimal(shown[3].replace(",", "")) == Decimal(exported[3])
+        assert shown[0] == exported[0][:19].replace("T", " ")
     assert {r[1] for r in download[1:]} == {"Org A", "Agent A"}
 
 
