@@ -3,7 +3,7 @@
 from chartjs.views.lines import BaseLineChartView
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.http import Http404
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django_tables2 import RequestConfig
 from django_tables2.paginators import LazyPaginator
@@ -72,7 +72,7 @@ def tenant_report_csv(request, slug):
     tenant = visible_tenant_or_404(request, slug)
     form = ReportQueryForm(request.GET, tenant)
     if not form.is_valid():
-        raise Http404("Invalid filters.")
+        return HttpResponseBadRequest(filter_errors(form), content_type="text/plain")
     report = tenant_report(tenant, form.report_period, form.filters(), form.cleaned_data["stack"])
     name = request.GET.get("table", "children")
     table = report_tables(report, request).get(name)
@@ -89,7 +89,7 @@ class ReportChartView(LoginRequiredMixin, BaseLineChartView):
         tenant = visible_tenant_or_404(request, kwargs["slug"])
         form = ReportQueryForm(request.GET, tenant)
         if not form.is_valid():
-            raise Http404("Invalid filters.")
+            return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
         meter = self.chart_meter(form)
         self.series = daily_series(
             tenant, form.report_period, form.filters(), meter, form.cleaned_data["stack"]
@@ -146,11 +146,15 @@ def records_csv(request, slug):
     tenant = visible_tenant_or_404(request, slug)
     records = filtered_records(request, tenant)
     if records.errors:
-        raise Http404("Invalid filters.")
+        return HttpResponseBadRequest(filter_errors(records.form), content_type="text/plain")
     table = UsageEventTable(records.qs)
     RequestConfig(request, paginate=False).configure(table)
     rows = table.data.data.iterator(chunk_size=2000)
     return table_csv(table, f"records-{tenant.slug}.csv", records=rows)
+
+
+def filter_errors(form) -> str:
+    return "\n".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
 
 
 def filtered_records(request, tenant: Tenant) -> UsageEventFilterSet:

@@ -197,3 +197,42 @@ def test_page_query_budget(report_usage, users, login, django_assert_max_num_que
     client = login(users["partner"])
     with django_assert_max_num_queries(90):
         assert client.get("/reports/t/partner-p/", COMMS).status_code == 200
+
+
+LEVELS = [
+    ("partner", "partner-p"),
+    ("manager_a", "reseller-a"),
+    ("manager_a", "org-a"),
+    ("org_a", "agent-a"),
+]
+
+
+@pytest.mark.parametrize(("user", "slug"), LEVELS)
+def test_csv_of_every_level_equals_the_api(report_usage, users, login, api, user, slug):
+    client = login(users[user])
+    totals = csv_rows(client.get(f"/reports/t/{slug}/csv/", {**COMMS, "table": "meters"}))
+    by_meter = api_usage(api, users[user], tenant=slug, **COMMS)
+    assert {r[1]: r[3] for r in totals[1:] if Decimal(r[3])} == {
+        r["meter"]: r["quantity"] for r in by_meter
+    }
+    children = csv_rows(client.get(f"/reports/t/{slug}/csv/", {**COMMS, "table": "children"}))
+    by_child = api_usage(api, users[user], tenant=slug, group_by="child", **COMMS)
+    column = children[0].index("Call minutes (minutes)")
+    from_api = {r["child_name"]: r["quantity"] for r in by_child if r["meter"] == "call_minutes"}
+    for row in children[1:]:
+        name = row[0].removesuffix(" (own usage)")
+        assert row[column] == from_api.get(name, "0.000000")
+    # The children's column adds up to the meter card.
+    card = next(r[3] for r in totals[1:] if r[1] == "call_minutes")
+    assert sum(Decimal(r[column]) for r in children[1:]) == Decimal(card)
+
+
+def test_csv_and_chart_answer_400_for_bad_filters(report_usage, users, login):
+    client = login(users["manager_a"])
+    bad = {"meter": "no_such_meter"}
+    response = client.get("/reports/t/reseller-a/csv/", bad)
+    assert response.status_code == 400 and "Unknown meter" in response.content.decode()
+    response = client.get("/reports/t/reseller-a/chart/", bad)
+    assert response.status_code == 400 and "meter" in response.json()["errors"]
+    assert client.get("/reports/t/reseller-a/records/csv/", {"end": "x"}).status_code == 400
+    assert client.get("/reports/t/reseller-a/csv/", {"table": "nope"}).status_code == 404
