@@ -42,6 +42,13 @@ def plan_allowances(tenant: Tenant, period: Period) -> dict[str, PlanAllowance]:
     return {}
 
 
+def child_charges(tenant: Tenant, period: Period) -> dict[int, Decimal]:
+    """Charges per child tenant id for the period (rated statements), in the
+    tenant's currency. None yet: once statements exist this answers, and the
+    children table shows a Charges column (it appears when any row has one)."""
+    return {}
+
+
 @dataclass(frozen=True)
 class PlanBar:
     used_percent: Decimal  # of the bar's full length (the limit, else the included quantity)
@@ -304,11 +311,7 @@ class TenantReport:
     focus: Meter | None
     top: list[Consumer]
     series: DailySeries | None
-    summary: UsageSummary
-
-    @property
-    def focus_total(self) -> Decimal:
-        return next((c.quantity for c in self.cards if c.meter == self.focus), Decimal(0))
+    summary: UsageSummary  # this period by meter: its as-of time and last rollup
 
 
 def tenant_report(
@@ -321,6 +324,9 @@ def tenant_report(
     cards = meter_cards(current, previous, plan_allowances(tenant, period))
     by_child = usage_summary(tenant, period.start, period.end, "child", filters)
     children = children_usage(by_child)
+    charges = child_charges(tenant, period)
+    for child in children:
+        child.charges = charges.get(child.tenant.pk)
     focus = focus_meter(cards, filters)
     total = next((c.quantity for c in cards if c.meter == focus), Decimal(0))
     series = (
