@@ -214,6 +214,7 @@ def top_consumers(
 class Stack:
     label: str
     values: list[Decimal]
+    rest: bool = False  # what the named stacks leave: "Other", or the tenant's own usage
 
 
 @dataclass
@@ -276,7 +277,8 @@ def daily_series(
         series.stacks.append(Stack(label, daily_values(daily, days)))
     rest = [t - s for t, s in zip(total, series.totals, strict=True)]
     if any(rest) or not series.stacks:
-        series.stacks.append(Stack(rest_label(tenant, stack_by, len(ranked) > stacks), rest))
+        label = rest_label(tenant, stack_by, len(ranked) > stacks)
+        series.stacks.append(Stack(label, rest, rest=True))
     return series
 
 

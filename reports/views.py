@@ -1,5 +1,6 @@
 """Portal pages. Views stay thin: scope, parse the filters, select, render."""
 
+from chartjs.colors import next_color
 from chartjs.views.lines import BaseLineChartView
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
@@ -18,6 +19,9 @@ from reports.selectors import daily_series, tenant_report
 from reports.tables import ChildUsageTable, DailySeriesTable, MeterTotalsTable, UsageEventTable
 
 CHILDREN_PER_PAGE = 50
+# The portal's accent colors, distinct enough side by side in a stacked bar.
+SERIES_COLORS = [(31, 111, 235), (47, 133, 90), (183, 121, 31), (128, 90, 213), (197, 48, 48)]
+REST_COLOR = (170, 178, 189)
 RECORDS_PER_PAGE = 100
 
 
@@ -111,6 +115,19 @@ class ReportChartView(LoginRequiredMixin, BaseLineChartView):
             "datasets": self.get_datasets(),
             "meter": self.series.meter.code,
             "unit": self.series.meter.unit,
+        }
+
+    def get_colors(self):
+        return next_color(SERIES_COLORS)
+
+    def get_dataset_options(self, index, color):
+        if self.series.stacks[index].rest:
+            color = REST_COLOR  # "Other" recedes behind the named stacks
+        red, green, blue = color
+        return {
+            "backgroundColor": f"rgba({red}, {green}, {blue}, 0.8)",
+            "borderColor": f"rgb({red}, {green}, {blue})",
+            "borderWidth": 1,
         }
 
     def get_labels(self):
