@@ -95,8 +95,16 @@ class DailySeriesTable(tables.Table):
         super().__init__(rows, extra_columns=columns, sequence=sequence, **kwargs)
 
 
+SOURCE_LABELS = dict(UsageEvent.Source.choices)
+
+
 class UsageEventTable(tables.Table):
-    """Detailed usage records, newest first."""
+    """Detailed usage records, newest first.
+
+    `export_values` writes the CSV: each shown column as a values() path and how
+    its cell is written, read in one streamed query. Records run to millions and
+    django-tables2 spends about a millisecond a row building cells.
+    """
 
     # The id breaks ties between events of the same instant, so pages and CSV agree.
     occurred_at = tables.DateTimeColumn(
@@ -130,6 +138,17 @@ class UsageEventTable(tables.Table):
         attrs = {"class": "table", "id": "records-table"}
         empty_text = "No usage records match these filters."
         order_by = "-occurred_at"
+
+    export_values = {
+        "occurred_at": ("occurred_at", lambda v: v.isoformat()),
+        "tenant": ("tenant__name", str),
+        "meter": ("meter__code", str),
+        "quantity": ("quantity", str),
+        "unit": ("meter__unit", str),
+        "source": ("source", SOURCE_LABELS.get),
+        "dimension": ("dimension", str),
+        "event_id": ("event_id", str),
+    }
 
     def render_unit(self, record):
         return record.meter.unit  # the unit code, as in the usage API and the meter cards

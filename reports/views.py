@@ -13,7 +13,7 @@ from accounts.models import Tenant, subtrees_q
 from accounts.selectors import top_tenants, visible_ancestors
 from metering.filtersets import UsageEventFilterSet
 from metering.models import Meter, UsageEvent
-from reports.exports import table_csv
+from reports.exports import queryset_table_csv, table_csv
 from reports.forms import CATEGORIES, ReportQueryForm
 from reports.selectors import daily_series, tenant_report
 from reports.tables import ChildUsageTable, DailySeriesTable, MeterTotalsTable, UsageEventTable
@@ -166,8 +166,7 @@ def records_csv(request, slug):
         return HttpResponseBadRequest(filter_errors(records.form), content_type="text/plain")
     table = UsageEventTable(records.qs)
     RequestConfig(request, paginate=False).configure(table)
-    rows = table.data.data.iterator(chunk_size=2000)
-    return table_csv(table, f"records-{tenant.slug}.csv", records=rows)
+    return queryset_table_csv(table, f"records-{tenant.slug}.csv")
 
 
 def filter_errors(form) -> str:

@@ -66,3 +66,15 @@ def test_records_are_paginated(world, users, login):
 def test_records_reject_bad_filters(report_usage, users, login):
     response = login(users["manager_a"]).get("/reports/t/org-a/records/", {"start": "nonsense"})
     assert response.status_code == 400
+
+
+def test_records_csv_follows_the_table_sort(report_usage, users, login):
+    client = login(users["manager_a"])
+    params = {"sort": "quantity", "meter": "call_minutes"}
+    page = client.get("/reports/t/reseller-a/records/", params).content.decode()
+    shown = [r[3] for r in html_table(page, "records-table")[1:]]
+    exported = [
+        r[3] for r in csv_rows(client.get("/reports/t/reseller-a/records/csv/", params))[1:]
+    ]
+    assert exported == ["1.500000", "2.250000", "10.000000", "12.500000"]
+    assert [Decimal(q.replace(",", "")) for q in shown] == [Decimal(q) for q in exported]
