@@ -98,3 +98,16 @@ def test_records_page_filters_in_the_browser(page, live_server, report_usage, us
     page.click("form.filters button[type=submit]")
     page.wait_for_url("**meter=emails**")
     assert page.locator("#records-table tbody tr").count() == 1
+
+
+def test_tenant_switcher_moves_between_memberships(page, live_server, report_usage, users, world):
+    users["org_a"].memberships.create(tenant=world.org_b, role="viewer")
+    sign_in(page, live_server, "olga")
+    page.wait_for_url(f"{live_server.url}/reports/")
+    page.click(".switcher summary")
+    page.click(".switcher >> text=Org B")
+    page.wait_for_url(f"{live_server.url}/reports/t/org-b/")
+    assert page.locator("h1").inner_text().startswith("Org B")
+    page.click(".switcher summary")
+    page.click(".switcher >> text=Org A")
+    page.wait_for_url(f"{live_server.url}/reports/t/org-a/")
