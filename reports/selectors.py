@@ -174,7 +174,10 @@ def children_usage(summary: UsageSummary) -> list[ChildUsage]:
         if child.pk not in rows:
             rows[child.pk] = ChildUsage(child, dict(zero), own=child.pk == summary.tenant.pk)
         rows[child.pk].quantities[row.meter.code] = row.quantity
-    return sorted(rows.values(), key=lambda c: (c.own, c.tenant.name))
+    # An own-usage row of zeros says nothing (the summary can carry one from a
+    # subtree total less its children's).
+    shown = [c for c in rows.values() if not c.own or any(c.quantities.values())]
+    return sorted(shown, key=lambda c: (c.own, c.tenant.name))
 
 
 @dataclass

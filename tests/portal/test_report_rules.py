@@ -109,3 +109,26 @@ def test_focus_meter_prefers_the_asked_meter_then_used_meters_distinct_counts_la
     asked = UsageFilters(meters=("portals",))
     assert focus_meter([users, licenses, idle], asked).code == "portals"
     assert focus_meter([], UsageFilters()) is None
+
+
+def test_children_usage_pivots_meters_and_drops_an_empty_own_row():
+    from billing.usage import UsageRow, UsageSummary
+    from reports.selectors import children_usage
+
+    parent = Tenant(pk=1, name="Org", slug="org", kind="organization")
+    agent = Tenant(pk=2, name="Agent", slug="agent", kind="agent")
+    calls = Meter(pk=1, code="calls")
+    mails = Meter(pk=2, code="mails")
+    rows = [
+        UsageRow(calls, Decimal(3), 1, agent),
+        UsageRow(calls, Decimal(0), 1, parent),
+        UsageRow(mails, Decimal(0), 0, parent),
+    ]
+    summary = UsageSummary(parent, date(2026, 1, 1), date(2026, 1, 31), "child", rows,
+                           as_of=None, meters=[calls, mails])  # fmt: skip
+    children = children_usage(summary)
+    assert [(c.name, c.quantities) for c in children] == [
+        ("Agent", {"calls": Decimal(3), "mails": Decimal(0)})
+    ]
+    rows.append(UsageRow(mails, Decimal(2), 2, parent))
+    assert [c.name for c in children_usage(summary)] == ["Agent", "Org (own usage)"]
