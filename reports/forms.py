@@ -12,7 +12,7 @@ from django.utils import timezone
 from billing.forms import UsageQueryForm
 from metering.models import Meter
 from reports.periods import CUSTOM, PRESETS, THIS_MONTH, Period, preset_period
-from reports.selectors import STACK_BY
+from reports.selectors import STACK_BY, in_catalog_order
 
 CATEGORIES = Meter.Category.choices
 
@@ -45,7 +45,7 @@ class ReportQueryForm(UsageQueryForm):
         self.fields["dimension"].help_text = ""
 
     def meter_choices(self):
-        meters = Meter.objects.filter(category=self.data.get("category")).order_by("code")
+        meters = in_catalog_order(Meter.objects.filter(category=self.data.get("category")))
         return [("", "All meters"), *((m.code, m.name) for m in meters)]
 
     def clean(self):

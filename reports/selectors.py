@@ -13,12 +13,22 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from accounts.models import Tenant
 from billing.usage import UsageFilters, UsageSummary, usage_summary
+from metering.catalog import CATALOG
 from metering.models import Meter
 from reports.periods import Period
 
 TOP_CONSUMERS = 10
 CHART_STACKS = 5
 STACK_BY = ("child", "dimension")
+
+
+# The catalog's own order puts each category's headline meter first
+# (processing units before computation time); meters added later follow by code.
+CATALOG_POSITION = {row[0]: n for n, row in enumerate(CATALOG)}
+
+
+def in_catalog_order(meters) -> list[Meter]:
+    return sorted(meters, key=lambda m: (CATALOG_POSITION.get(m.code, len(CATALOG)), m.code))
 
 
 # --- Plan seam -------------------------------------------------------------
@@ -130,7 +140,7 @@ def meter_cards(
             previous=before.get(m.pk, zero),
             allowance=allowances.get(m.code),
         )
-        for m in current.meters
+        for m in in_catalog_order(current.meters)
     ]
 
 
@@ -343,7 +353,7 @@ def tenant_report(
         previous_period=previous_period,
         cards=cards,
         children=children,
-        meters=current.meters,
+        meters=in_catalog_order(current.meters),
         focus=focus,
         top=top_consumers(children, focus, total),
         series=series,

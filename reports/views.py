@@ -15,7 +15,7 @@ from metering.filtersets import UsageEventFilterSet
 from metering.models import Meter, UsageEvent
 from reports.exports import queryset_table_csv, table_csv
 from reports.forms import CATEGORIES, ReportQueryForm
-from reports.selectors import daily_series, tenant_report
+from reports.selectors import daily_series, in_catalog_order, tenant_report
 from reports.tables import ChildUsageTable, DailySeriesTable, MeterTotalsTable, UsageEventTable
 
 CHILDREN_PER_PAGE = 50
@@ -102,8 +102,10 @@ class ReportChartView(LoginRequiredMixin, BaseLineChartView):
 
     def chart_meter(self, form) -> Meter:
         codes = form.cleaned_data["meter"]
-        meters = Meter.objects.filter(category=form.category).order_by("code")
-        meter = meters.filter(code__in=codes).first() if codes else meters.first()
+        meters = Meter.objects.filter(category=form.category)
+        if codes:
+            meters = meters.filter(code__in=codes[:1])
+        meter = next(iter(in_catalog_order(meters)), None)
         if meter is None:
             raise Http404("No meter to chart.")
         return meter
