@@ -169,16 +169,17 @@ class ChildUsage:
         return self.tenant.slug
 
 
-def children_usage(summary: UsageSummary) -> list[ChildUsage]:
+def children_usage(summary: UsageSummary, children: list[Tenant] = ()) -> list[ChildUsage]:
     """A `group_by="child"` summary pivoted to one row per child, meters as columns.
 
-    The tenant's own usage (events recorded on it, not on a child) gets a row
-    of its own so the column totals add up to the meter cards.
+    Every child in `children` has a row, used or not (the table is also how one
+    drills down). The tenant's own usage (events recorded on it, not on a
+    child) gets a row of its own so the column totals add up to the meter cards.
     """
     if summary.group_by != "child":
         raise ValueError("children_usage needs a summary grouped by child")
-    rows: dict[int, ChildUsage] = {}
     zero = {m.code: Decimal(0) for m in summary.meters}
+    rows: dict[int, ChildUsage] = {c.pk: ChildUsage(c, dict(zero)) for c in children}
     for row in summary.rows:
         child = row.key
         if child.pk not in rows:
@@ -338,7 +339,7 @@ def tenant_report(
     previous = usage_summary(tenant, previous_period.start, previous_period.end, "meter", filters)
     cards = meter_cards(current, previous, plan_allowances(tenant, period))
     by_child = usage_summary(tenant, period.start, period.end, "child", filters)
-    children = children_usage(by_child)
+    children = children_usage(by_child, list(tenant.get_children()))
     charges = child_charges(tenant, period)
     for child in children:
         child.charges = charges.get(child.tenant.pk)

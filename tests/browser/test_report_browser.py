@@ -5,18 +5,9 @@ import io
 
 import pytest
 
-from metering.catalog import catalog_rows
-from metering.models import Meter
 from tests.browser.test_portal_browser import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def meter_catalog(transactional_db):
-    """The flush after a transactional test also empties the migrated meter catalog."""
-    for row in catalog_rows():
-        Meter.objects.get_or_create(code=row["code"], defaults=row)
 
 
 def chart_values(page) -> list[float]:

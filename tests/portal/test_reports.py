@@ -240,3 +240,11 @@ def test_csv_and_chart_answer_400_for_bad_filters(report_usage, users, login):
     assert response.status_code == 400 and "meter" in response.json()["errors"]
     assert client.get("/reports/t/reseller-a/records/csv/", {"end": "x"}).status_code == 400
     assert client.get("/reports/t/reseller-a/csv/", {"table": "nope"}).status_code == 404
+
+
+def test_children_are_listed_without_any_usage_or_meters(world, users, login):
+    from metering.models import Meter
+
+    Meter.objects.filter(category="communications").delete()  # no meters in the tab
+    page = login(users["manager_a"]).get("/reports/t/reseller-a/", COMMS).content.decode()
+    assert [r[0] for r in html_table(page, "children-table")[1:]] == ["Org A"]
