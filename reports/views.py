@@ -19,10 +19,10 @@ from reports.selectors import daily_series, in_catalog_order, tenant_report
 from reports.tables import ChildUsageTable, DailySeriesTable, MeterTotalsTable, UsageEventTable
 
 CHILDREN_PER_PAGE = 50
+RECORDS_PER_PAGE = 100
 # The portal's accent colors, distinct enough side by side in a stacked bar.
 SERIES_COLORS = [(31, 111, 235), (47, 133, 90), (183, 121, 31), (128, 90, 213), (197, 48, 48)]
 REST_COLOR = (170, 178, 189)
-RECORDS_PER_PAGE = 100
 
 
 @login_required
@@ -38,16 +38,15 @@ def visible_tenant_or_404(request, slug: str) -> Tenant:
     return get_object_or_404(Tenant.objects.visible_to(request.user), slug=slug)
 
 
-def report_tables(report, request=None) -> dict:
-    """The page's tables by the name the CSV download uses."""
+def report_tables(report, request) -> dict:
+    """The page's tables by the name the CSV download uses, sorted as the request asks."""
     tables = {
         "children": ChildUsageTable(report.children, meters=report.meters, prefix="c-"),
         "meters": MeterTotalsTable(report.cards),
     }
     if report.series:
         tables["chart"] = DailySeriesTable(report.series)
-    if request is not None:
-        RequestConfig(request, paginate=False).configure(tables["children"])
+    RequestConfig(request, paginate=False).configure(tables["children"])
     return tables
 
 
