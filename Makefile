@@ -6,7 +6,7 @@ PY := $(BIN)/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev migrate demo lint format browser clean
+.PHONY: run test install install-dev migrate demo lint format browser clean screenshots
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ browser:
 
 test: install-dev browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# PNGs of the main pages, from the demo data, for the README.
+screenshots: install-dev browser demo
+	$(PY) docs/screenshots.py
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -6,5 +6,9 @@ app_name = "reports"
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("t/<slug:slug>/", views.tenant_report, name="tenant"),
+    path("t/<slug:slug>/", views.tenant_report_page, name="tenant"),
+    path("t/<slug:slug>/csv/", views.tenant_report_csv, name="tenant_csv"),
+    path("t/<slug:slug>/chart/", views.ReportChartView.as_view(), name="chart"),
+    path("t/<slug:slug>/records/", views.records_page, name="records"),
+    path("t/<slug:slug>/records/csv/", views.records_csv, name="records_csv"),
 ]

@@ -1,11 +1,28 @@
-"""Portal pages. Views stay thin: scope, select, render."""
+"""Portal pages. Views stay thin: scope, parse the filters, select, render."""
 
+from chartjs.colors import next_color
+from chartjs.views.lines import BaseLineChartView
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django_tables2 import RequestConfig
+from django_tables2.paginators import LazyPaginator
 
-from accounts.models import Tenant
+from accounts.models import Tenant, subtrees_q
 from accounts.selectors import top_tenants, visible_ancestors
-from reports.tables import ChildTenantTable
+from metering.filtersets import UsageEventFilterSet
+from metering.models import Meter, UsageEvent
+from reports.exports import queryset_table_csv, table_csv
+from reports.forms import CATEGORIES, ReportQueryForm
+from reports.selectors import daily_series, in_catalog_order, tenant_report
+from reports.tables import ChildUsageTable, DailySeriesTable, MeterTotalsTable, UsageEventTable
+
+CHILDREN_PER_PAGE = 50
+RECORDS_PER_PAGE = 100
+# The portal's accent colors, distinct enough side by side in a stacked bar.
+SERIES_COLORS = [(31, 111, 235), (47, 133, 90), (183, 121, 31), (128, 90, 213), (197, 48, 48)]
+REST_COLOR = (170, 178, 189)
 
 
 @login_required
@@ -21,17 +38,149 @@ def visible_tenant_or_404(request, slug: str) -> Tenant:
     return get_object_or_404(Tenant.objects.visible_to(request.user), slug=slug)
 
 
+def report_tables(report, request) -> dict:
+    """The page's tables by the name the CSV download uses, sorted as the request asks."""
+    tables = {
+        "children": ChildUsageTable(report.children, meters=report.meters, prefix="c-"),
+        "meters": MeterTotalsTable(report.cards),
+    }
+    if report.series:
+        tables["chart"] = DailySeriesTable(report.series)
+    RequestConfig(request, paginate=False).configure(tables["children"])
+    return tables
+
+
 @login_required
-def tenant_report(request, slug):
+def tenant_report_page(request, slug):
     tenant = visible_tenant_or_404(request, slug)
-    children = ChildTenantTable(tenant.get_children().order_by("name"), request=request)
-    children.paginate(page=request.GET.get("page", 1), per_page=50)
-    return render(
-        request,
-        "reports/tenant.html",
-        {
-            "tenant": tenant,
-            "ancestors": visible_ancestors(request.user, tenant),
-            "children": children,
-        },
+    form = ReportQueryForm(request.GET, tenant)
+    context = {
+        "tenant": tenant,
+        "ancestors": visible_ancestors(request.user, tenant),
+        "form": form,
+        "categories": CATEGORIES,
+    }
+    if not form.is_valid():
+        return render(request, "reports/tenant.html", context, status=400)
+    report = tenant_report(tenant, form.report_period, form.filters(), form.cleaned_data["stack"])
+    tables = report_tables(report, request)
+    tables["children"].paginate(page=request.GET.get("c-page", 1), per_page=CHILDREN_PER_PAGE)
+    context.update(report=report, tables=tables, category=form.category)
+    return render(request, "reports/tenant.html", context)
+
+
+@login_required
+def tenant_report_csv(request, slug):
+    """One of the page's tables as CSV: `?table=children|meters|chart` plus the page's filters."""
+    tenant = visible_tenant_or_404(request, slug)
+    form = ReportQueryForm(request.GET, tenant)
+    if not form.is_valid():
+        return HttpResponseBadRequest(filter_errors(form), content_type="text/plain")
+    report = tenant_report(tenant, form.report_period, form.filters(), form.cleaned_data["stack"])
+    name = request.GET.get("table", "children")
+    table = report_tables(report, request).get(name)
+    if table is None:
+        raise Http404("No such table.")
+    period = form.report_period
+    return table_csv(table, f"{name}-{tenant.slug}-{period.start}-{period.end}.csv")
+
+
+class ReportChartView(LoginRequiredMixin, BaseLineChartView):
+    """Daily usage of one meter, stacked, as Chart.js data (labels and datasets only)."""
+
+    def get(self, request, *args, **kwargs):
+        tenant = visible_tenant_or_404(request, kwargs["slug"])
+        form = ReportQueryForm(request.GET, tenant)
+        if not form.is_valid():
+            return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+        meter = self.chart_meter(form)
+        self.series = daily_series(
+            tenant, form.report_period, form.filters(), meter, form.cleaned_data["stack"]
+        )
+        return super().get(request, *args, **kwargs)
+
+    def chart_meter(self, form) -> Meter:
+        codes = form.cleaned_data["meter"]
+        meters = Meter.objects.filter(category=form.category)
+        if codes:
+            meters = meters.filter(code__in=codes[:1])
+        meter = next(iter(in_catalog_order(meters)), None)
+        if meter is None:
+            raise Http404("No meter to chart.")
+        return meter
+
+    def get_context_data(self, **kwargs):
+        # django-chartjs would also serialize the view and URL kwargs.
+        return {
+            "labels": self.get_labels(),
+            "datasets": self.get_datasets(),
+            "meter": self.series.meter.code,
+            "unit": self.series.meter.unit,
+        }
+
+    def get_colors(self):
+        return next_color(SERIES_COLORS)
+
+    def get_dataset_options(self, index, color):
+        if self.series.stacks[index].rest:
+            color = REST_COLOR  # "Other" recedes behind the named stacks
+        red, green, blue = color
+        return {
+            "backgroundColor": f"rgba({red}, {green}, {blue}, 0.8)",
+            "borderColor": f"rgb({red}, {green}, {blue})",
+            "borderWidth": 1,
+        }
+
+    def get_labels(self):
+        return [d.isoformat() for d in self.series.days]
+
+    def get_providers(self):
+        return [s.label for s in self.series.stacks]
+
+    def get_data(self):
+        # Chart.js needs numbers: Decimal becomes float here, at the edge, and nowhere else.
+        return [[float(v) for v in s.values] for s in self.series.stacks]
+
+
+@login_required
+def records_page(request, slug):
+    tenant = visible_tenant_or_404(request, slug)
+    records = filtered_records(request, tenant)
+    table = UsageEventTable(records.qs)
+    RequestConfig(
+        request, paginate={"per_page": RECORDS_PER_PAGE, "paginator_class": LazyPaginator}
+    ).configure(table)
+    context = {
+        "tenant": tenant,
+        "ancestors": visible_ancestors(request.user, tenant),
+        "filter": records,
+        "table": table,
+    }
+    return render(request, "reports/records.html", context, status=400 if records.errors else 200)
+
+
+@login_required
+def records_csv(request, slug):
+    tenant = visible_tenant_or_404(request, slug)
+    records = filtered_records(request, tenant)
+    if records.errors:
+        return HttpResponseBadRequest(filter_errors(records.form), content_type="text/plain")
+    table = UsageEventTable(records.qs)
+    RequestConfig(request, paginate=False).configure(table)
+    return queryset_table_csv(table, f"records-{tenant.slug}.csv")
+
+
+def filter_errors(form) -> str:
+    return "\n".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
+
+
+def filtered_records(request, tenant: Tenant) -> UsageEventFilterSet:
+    """The events filterset of the records API, pinned to this tenant's subtree."""
+    data = request.GET.copy()
+    data["tenant"] = tenant.slug
+    events = (
+        UsageEvent.objects.visible_to(request.user)
+        .filter(subtrees_q([tenant], "tenant__"))
+        .select_related("tenant", "meter")
     )
+    return UsageEventFilterSet(data, queryset=events, request=request)

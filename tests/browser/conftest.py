@@ -34,6 +34,16 @@ def browser():
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
+@pytest.fixture(autouse=True)
+def meter_catalog(transactional_db):
+    """Transactional tests flush every table, the migrated meter catalog too."""
+    from metering.catalog import catalog_rows
+    from metering.models import Meter
+
+    for row in catalog_rows():
+        Meter.objects.get_or_create(code=row["code"], defaults=row)
+
+
 @pytest.fixture
 def page(browser):
     context = browser.new_context(accept_downloads=True)

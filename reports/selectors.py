@@ -1,0 +1,379 @@
+"""What a report page shows, read from the one usage query.
+
+Every number here comes from `billing.usage.usage_summary`; this module only
+arranges its rows for cards, tables and charts. The number of summaries a page
+asks for is fixed (it does not grow with children, meters or days), which
+keeps a partner page as fast as an agent page.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from accounts.models import Tenant
+from billing.usage import UsageFilters, UsageSummary, usage_summary
+from metering.catalog import CATALOG
+from metering.models import Meter
+from reports.periods import Period
+
+TOP_CONSUMERS = 10
+CHART_STACKS = 5
+STACK_BY = ("child", "dimension")
+
+
+# The catalog's own order puts each category's headline meter first
+# (processing units before computation time); meters added later follow by code.
+CATALOG_POSITION = {row[0]: n for n, row in enumerate(CATALOG)}
+
+
+def in_catalog_order(meters) -> list[Meter]:
+    return sorted(meters, key=lambda m: (CATALOG_POSITION.get(m.code, len(CATALOG)), m.code))
+
+
+# --- Plan seam -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanAllowance:
+    """What a plan allows for one meter: filled in by the billing app's plans."""
+
+    included: Decimal
+    limit: Decimal | None = None
+    thresholds: tuple[int, ...] = ()
+
+
+def plan_allowances(tenant: Tenant, period: Period) -> dict[str, PlanAllowance]:
+    """Plan allowance per meter code for the tenant's subscription in the period.
+
+    No plans exist yet: billing's plans and subscriptions will answer this, and
+    every card then shows its used-vs-included/limit bar without other changes.
+    """
+    return {}
+
+
+def child_charges(tenant: Tenant, period: Period) -> dict[int, Decimal]:
+    """Charges per child tenant id for the period (rated statements), in the
+    tenant's currency. None yet: once statements exist this answers, and the
+    children table shows a Charges column (it appears when any row has one)."""
+    return {}
+
+
+@dataclass(frozen=True)
+class PlanBar:
+    used_percent: Decimal  # of the bar's full length (the limit, else the included quantity)
+    included_percent: Decimal | None  # where the included quantity sits when there is a limit
+    level: str  # "ok", "warn" (a threshold crossed) or "over" (past the limit/included)
+    crossed: tuple[int, ...]
+
+
+def plan_bar(used: Decimal, allowance: PlanAllowance) -> PlanBar:
+    """Used against the plan, colored by the highest alert threshold crossed.
+
+    Thresholds are percentages of the limit when there is one, else of the
+    included quantity (as the plan API defines them).
+    """
+    full = allowance.limit if allowance.limit else allowance.included
+    if not full:
+        return PlanBar(Decimal(100), None, "over" if used > 0 else "ok", ())
+    percent = used * 100 / full
+    crossed = tuple(t for t in sorted(allowance.thresholds) if percent >= t)
+    if percent > 100:
+        level = "over"
+    elif crossed:
+        level = "warn"
+    else:
+        level = "ok"
+    included_at = (
+        round_percent(allowance.included * 100 / allowance.limit) if allowance.limit else None
+    )
+    return PlanBar(round_percent(min(percent, Decimal(100))), included_at, level, crossed)
+
+
+def round_percent(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+
+
+# --- Meter cards -----------------------------------------------------------
+
+
+@dataclass
+class MeterCard:
+    meter: Meter
+    quantity: Decimal
+    previous: Decimal
+    allowance: PlanAllowance | None = None
+
+    @property
+    def change_percent(self) -> Decimal | None:
+        """Change against the previous period; None when that was zero (shown as —)."""
+        if not self.previous:
+            return None
+        return round_percent((self.quantity - self.previous) * 100 / abs(self.previous))
+
+    @property
+    def direction(self) -> str:
+        change = self.change_percent
+        if change is None or change == 0:
+            return ""
+        return "up" if change > 0 else "down"
+
+    @property
+    def bar(self) -> PlanBar | None:
+        return plan_bar(self.quantity, self.allowance) if self.allowance else None
+
+
+def meter_cards(
+    current: UsageSummary,
+    previous: UsageSummary,
+    allowances: dict[str, PlanAllowance] | None = None,
+) -> list[MeterCard]:
+    """One card per selected meter (zero when unused), against the previous period."""
+    allowances = allowances or {}
+    now = {r.meter.pk: r.quantity for r in current.rows}
+    before = {r.meter.pk: r.quantity for r in previous.rows}
+    zero = Decimal(0)
+    return [
+        MeterCard(
+            meter=m,
+            quantity=now.get(m.pk, zero),
+            previous=before.get(m.pk, zero),
+            allowance=allowances.get(m.code),
+        )
+        for m in in_catalog_order(current.meters)
+    ]
+
+
+# --- Children and top consumers --------------------------------------------
+
+
+@dataclass
+class ChildUsage:
+    """One row of the children table: a child (or the tenant's own usage) by meter."""
+
+    tenant: Tenant
+    quantities: dict[str, Decimal]
+    own: bool = False  # the tenant's usage outside its children's subtrees
+    charges: Decimal | None = None  # seam: filled once statements exist
+
+    @property
+    def name(self) -> str:
+        return f"{self.tenant.name} (own usage)" if self.own else self.tenant.name
+
+    @property
+    def kind(self) -> str:
+        return "own usage" if self.own else self.tenant.get_kind_display()
+
+    @property
+    def slug(self) -> str:
+        return self.tenant.slug
+
+
+def children_usage(summary: UsageSummary, children: list[Tenant] = ()) -> list[ChildUsage]:
+    """A `group_by="child"` summary pivoted to one row per child, meters as columns.
+
+    Every child in `children` has a row, used or not (the table is also how one
+    drills down). The tenant's own usage (events recorded on it, not on a
+    child) gets a row of its own so the column totals add up to the meter cards.
+    """
+    if summary.group_by != "child":
+        raise ValueError("children_usage needs a summary grouped by child")
+    zero = {m.code: Decimal(0) for m in summary.meters}
+    rows: dict[int, ChildUsage] = {c.pk: ChildUsage(c, dict(zero)) for c in children}
+    for row in summary.rows:
+        child = row.key
+        if child.pk not in rows:
+            rows[child.pk] = ChildUsage(child, dict(zero), own=child.pk == summary.tenant.pk)
+        rows[child.pk].quantities[row.meter.code] = row.quantity
+    # An own-usage row of zeros says nothing (the summary can carry one from a
+    # subtree total less its children's).
+    shown = [c for c in rows.values() if not c.own or any(c.quantities.values())]
+    return sorted(shown, key=lambda c: (c.own, c.tenant.name))
+
+
+@dataclass
+class Consumer:
+    tenant: Tenant
+    quantity: Decimal
+    share: Decimal  # percent of the tenant's total for the meter
+
+
+def top_consumers(
+    children: list[ChildUsage], meter: Meter | None, total: Decimal, limit: int = TOP_CONSUMERS
+) -> list[Consumer]:
+    """The children using most of `meter`, largest first, without the idle ones.
+
+    Children, not deeper levels: one level down is what a page links to
+    (partner → resellers, reseller → organizations, organization → agents),
+    and it comes from the same summary as the children table at no extra cost.
+    """
+    if meter is None:
+        return []
+    used = [c for c in children if not c.own and c.quantities.get(meter.code)]
+    used.sort(key=lambda c: (-c.quantities[meter.code], c.tenant.name))
+    return [
+        Consumer(
+            c.tenant,
+            c.quantities[meter.code],
+            round_percent(c.quantities[meter.code] * 100 / total) if total else Decimal(0),
+        )
+        for c in used[:limit]
+    ]
+
+
+# --- Daily chart series ----------------------------------------------------
+
+
+@dataclass
+class Stack:
+    label: str
+    values: list[Decimal]
+    rest: bool = False  # what the named stacks leave: "Other", or the tenant's own usage
+
+
+@dataclass
+class DailySeries:
+    meter: Meter
+    days: list[date]
+    stacks: list[Stack] = field(default_factory=list)
+
+    @property
+    def totals(self) -> list[Decimal]:
+        return [sum((s.values[i] for s in self.stacks), Decimal(0)) for i in range(len(self.days))]
+
+    def rows(self):
+        """(day, value per stack..., total) for the chart's table of numbers."""
+        for i, day in enumerate(self.days):
+            values = [s.values[i] for s in self.stacks]
+            yield day, values, sum(values, Decimal(0))
+
+
+def daily_series(
+    tenant: Tenant,
+    period: Period,
+    filters: UsageFilters,
+    meter: Meter,
+    stack_by: str = "child",
+    stacks: int = CHART_STACKS,
+    ranking: UsageSummary | None = None,
+) -> DailySeries:
+    """The meter's daily usage, stacked by the largest children or dimension values.
+
+    A bounded number of summaries: the daily total, the ranking (unless the
+    caller already holds a summary grouped by `stack_by` with the same
+    filters), and one daily summary per stack; whatever the top stacks leave is
+    one more stack ("Other"), so the stacks add up to the daily total.
+    """
+    if stack_by not in STACK_BY:
+        raise ValueError(f"stack_by must be one of {', '.join(STACK_BY)}")
+    filters = replace(filters, meters=(meter.code,), category="")
+    days = [period.start + timedelta(days=n) for n in range(period.days)]
+    total = daily_values(usage_summary(tenant, period.start, period.end, "day", filters), days)
+    if ranking is None or ranking.group_by != stack_by:
+        ranking = usage_summary(tenant, period.start, period.end, stack_by, filters)
+    ranked = sorted(
+        (
+            r
+            for r in ranking.rows
+            if r.meter.pk == meter.pk and r.quantity and not is_own(r.key, tenant)
+        ),
+        key=lambda r: -r.quantity,
+    )
+    series = DailySeries(meter, days)
+    for row in ranked[:stacks]:
+        if stack_by == "child":
+            daily = usage_summary(row.key, period.start, period.end, "day", filters)
+            label = row.key.name
+        else:
+            by_value = replace(filters, dimension=row.key)
+            daily = usage_summary(tenant, period.start, period.end, "day", by_value)
+            label = row.key or "(none)"
+        series.stacks.append(Stack(label, daily_values(daily, days)))
+    rest = [t - s for t, s in zip(total, series.totals, strict=True)]
+    if any(rest) or not series.stacks:
+        label = rest_label(tenant, stack_by, len(ranked) > stacks)
+        series.stacks.append(Stack(label, rest, rest=True))
+    return series
+
+
+def is_own(key, tenant: Tenant) -> bool:
+    return isinstance(key, Tenant) and key.pk == tenant.pk
+
+
+def rest_label(tenant: Tenant, stack_by: str, more_groups: bool) -> str:
+    if stack_by == "child" and not more_groups:
+        return f"{tenant.name} (own usage)"
+    return "Other"
+
+
+def daily_values(summary: UsageSummary, days: list[date]) -> list[Decimal]:
+    by_day: dict[date, Decimal] = defaultdict(Decimal)
+    for row in summary.rows:
+        by_day[row.key] += row.quantity
+    return [by_day.get(d, Decimal(0)) for d in days]
+
+
+# --- The whole page --------------------------------------------------------
+
+
+@dataclass
+class TenantReport:
+    tenant: Tenant
+    period: Period
+    previous_period: Period
+    cards: list[MeterCard]
+    children: list[ChildUsage]
+    meters: list[Meter]
+    focus: Meter | None
+    top: list[Consumer]
+    series: DailySeries | None
+    summary: UsageSummary  # this period by meter: its as-of time and last rollup
+
+
+def tenant_report(
+    tenant: Tenant, period: Period, filters: UsageFilters, stack_by: str = "child"
+) -> TenantReport:
+    """Everything the report page shows for one tenant, period and filter set."""
+    current = usage_summary(tenant, period.start, period.end, "meter", filters)
+    previous_period = period.previous()
+    previous = usage_summary(tenant, previous_period.start, previous_period.end, "meter", filters)
+    cards = meter_cards(current, previous, plan_allowances(tenant, period))
+    by_child = usage_summary(tenant, period.start, period.end, "child", filters)
+    children = children_usage(by_child, list(tenant.get_children()))
+    charges = child_charges(tenant, period)
+    for child in children:
+        child.charges = charges.get(child.tenant.pk)
+    focus = focus_meter(cards, filters)
+    total = next((c.quantity for c in cards if c.meter == focus), Decimal(0))
+    series = (
+        daily_series(tenant, period, filters, focus, stack_by, ranking=by_child) if focus else None
+    )
+    return TenantReport(
+        tenant=tenant,
+        period=period,
+        previous_period=previous_period,
+        cards=cards,
+        children=children,
+        meters=in_catalog_order(current.meters),
+        focus=focus,
+        top=top_consumers(children, focus, total),
+        series=series,
+        summary=current,
+    )
+
+
+def focus_meter(cards: list[MeterCard], filters: UsageFilters) -> Meter | None:
+    """The meter the chart and top consumers follow: the one asked for, else the
+    first of the tab with usage, else the first.
+
+    Distinct counts (active users) come last by default: their daily series is
+    the costliest read there is, and a partner page must stay fast; asking for
+    the meter still charts it.
+    """
+    if not cards:
+        return None
+    if filters.meters:
+        return next((c.meter for c in cards if c.meter.code == filters.meters[0]), cards[0].meter)
+    ordered = sorted(cards, key=lambda c: c.meter.aggregation == Meter.Aggregation.UNIQUE_COUNT)
+    used = [c for c in ordered if c.quantity]
+    return (used or ordered)[0].meter

@@ -1,0 +1,104 @@
+"""The consumption report in a real Chromium: chart drawn, filters, drill-down, CSV."""
+
+import csv
+import io
+
+import pytest
+
+from tests.browser.test_portal_browser import sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def chart_values(page) -> list[float]:
+    """Wait for Chart.js to draw the canvas, then read the stacked values back from it."""
+    page.wait_for_function("document.querySelector('#usage-chart').dataset.drawn !== undefined")
+    return page.evaluate(
+        """() => Chart.getChart(document.querySelector('#usage-chart')).data.datasets
+                 .flatMap((d) => d.data)"""
+    )
+
+
+def test_reseller_reads_the_report_filters_drills_down_and_downloads(
+    page, live_server, report_usage, users
+):
+    sign_in(page, live_server, "alice")
+    page.wait_for_url(f"{live_server.url}/reports/t/reseller-a/")
+    # Default tab: processing; the chart is drawn from the JSON view with the numbers.
+    assert sum(chart_values(page)) == pytest.approx(1234.5)
+    canvas = page.locator("#usage-chart").bounding_box()
+    assert canvas["width"] > 100 and canvas["height"] > 100
+
+    page.click("nav.tabs >> text=Communications")
+    page.wait_for_url("**category=communications**")
+    page.select_option("#id_period", "last_month")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**period=last_month**")
+    assert page.locator("#id_period").input_value() == "last_month"
+    # Last month holds only the 10 minutes of its last day.
+    assert page.locator('[data-meter="call_minutes"] .total').inner_text() == "10 minutes"
+    assert sum(chart_values(page)) == pytest.approx(10)
+
+    page.select_option("form.inline select[name=stack]", "dimension")
+    page.click("form.inline button[type=submit]")
+    page.wait_for_url("**stack=dimension**")
+    chart_values(page)
+    labels = page.evaluate(
+        "Chart.getChart(document.querySelector('#usage-chart')).data.datasets.map((d) => d.label)"
+    )
+    assert labels == ["inbound"]
+
+    with page.expect_download() as download_info:
+        page.click(".card:has(#children-table) p.download a")
+    download = download_info.value
+    with open(download.path(), encoding="utf-8") as downloaded:
+        rows = list(csv.reader(io.StringIO(downloaded.read())))
+    assert rows[0][:3] == ["Child", "Kind", "Call minutes (minutes)"]
+    assert rows[1][:3] == ["Org A", "Organization", "10.000000"]
+
+    page.click("#children-table >> text=Org A")
+    page.wait_for_url(f"{live_server.url}/reports/t/org-a/**")
+    assert page.locator(".breadcrumb li").all_inner_texts() == ["Reseller A", "Org A"]
+    page.click("#children-table >> text=Agent A")
+    page.wait_for_url(f"{live_server.url}/reports/t/agent-a/**")
+    assert page.locator("h1").inner_text().startswith("Agent A")
+    assert sum(chart_values(page)) > 0
+
+
+def test_chart_numbers_are_readable_without_javascript(browser, live_server, report_usage, users):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        sign_in(page, live_server, "alice")
+        page.wait_for_url(f"{live_server.url}/reports/t/reseller-a/")
+        page.goto(f"{live_server.url}/reports/t/reseller-a/?category=communications")
+        page.click("details.numbers summary")
+        assert page.locator("#chart-numbers").is_visible()
+        assert "16.25" in page.locator("#chart-numbers").inner_text()
+        assert "Org A" in page.locator("#children-table").inner_text()
+    finally:
+        context.close()
+
+
+def test_records_page_filters_in_the_browser(page, live_server, report_usage, users):
+    sign_in(page, live_server, "alice")
+    page.wait_for_url(f"{live_server.url}/reports/t/reseller-a/")
+    page.click("text=Detailed records")
+    page.wait_for_url(f"{live_server.url}/reports/t/reseller-a/records/")
+    page.fill("#id_meter", "emails")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**meter=emails**")
+    assert page.locator("#records-table tbody tr").count() == 1
+
+
+def test_tenant_switcher_moves_between_memberships(page, live_server, report_usage, users, world):
+    users["org_a"].memberships.create(tenant=world.org_b, role="viewer")
+    sign_in(page, live_server, "olga")
+    page.wait_for_url(f"{live_server.url}/reports/")
+    page.click(".switcher summary")
+    page.click(".switcher >> text=Org B")
+    page.wait_for_url(f"{live_server.url}/reports/t/org-b/")
+    assert page.locator("h1").inner_text().startswith("Org B")
+    page.click(".switcher summary")
+    page.click(".switcher >> text=Org A")
+    page.wait_for_url(f"{live_server.url}/reports/t/org-a/")
