@@ -144,6 +144,7 @@ class Readers:
         self.count = count
         self.timings = defaultdict(list)
         self.errors = 0
+        self.last_error = ""
         self.phase = "baseline"
         self.stopping = threading.Event()
         self.threads = [threading.Thread(target=self.loop, daemon=True) for _ in range(count)]
@@ -169,8 +170,10 @@ class Readers:
         phase, started = self.phase, time.perf_counter()
         try:
             call()
-        except (urllib.error.URLError, OSError):
+        except (urllib.error.URLError, OSError) as error:
             self.errors += 1
+            self.last_error = f"{kind}: {error!r}"
+            time.sleep(0.1)
             return
         self.timings[(phase, kind)].append((time.perf_counter() - started) * 1000)
 
@@ -270,13 +273,15 @@ def main():
 
     print("Preparing: migrate, demo tree and history …", flush=True)
     call_command("migrate", verbosity=0)
+    call_command("collectstatic", "--noinput", verbosity=0)  # pages run with DEBUG off
     call_command("seed_demo", "--no-progress", "--days", str(args.demo_days), verbosity=0)
-    partner = Tenant.objects.filter(kind="partner").order_by("slug").first()
+    reader = get_user_model().objects.get(username="partner")
+    partner = Tenant.objects.get(memberships__user=reader)
     agents = sorted(
         Tenant.objects.filter(kind="agent", tree_id=partner.tree_id).values_list("slug", flat=True)
     )
     _, key = ApiKey.objects.create_key(name="load", tenant=partner, scopes=["ingest"])
-    token, _ = Token.objects.get_or_create(user=get_user_model().objects.get(username="partner"))
+    token, _ = Token.objects.get_or_create(user=reader)
     day = datetime.now(UTC).date()
     before = platform_totals(day)
 
@@ -324,6 +329,8 @@ def main():
     duplicates = sum(c.duplicates for c in clients)
     print(f"Errors: {errors} (ingest resends {resends}, reader errors {readers.errors}); "
           f"duplicates reported {duplicates}")  # fmt: skip
+    if readers.last_error:
+        print(f"  last reader error: {readers.last_error}")
     lost = doubled = 0
     for meter in METERS:
         expected_qty = sum(c.expected[meter] for c in clients)

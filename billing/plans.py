@@ -276,3 +276,15 @@ def save_plan(*, plan: Plan, items: list[dict] | None) -> Plan:
     for item in plan.items.exclude(pk__in=keep):
         item.delete()
     return plan
+
+
+def subscription_covering(tenant: Tenant, start: date, end: date) -> Subscription | None:
+    """The tenant's subscription in force at the end of the days start..end (the
+    latest one that started by then and had not ended before `start`)."""
+    return (
+        Subscription.objects.filter(tenant=tenant, starts_on__lte=end)
+        .exclude(ends_on__lt=start)
+        .select_related("plan")
+        .order_by("-starts_on")
+        .first()
+    )

@@ -194,3 +194,9 @@ def finalize_closed_periods(today: date | None = None) -> int:
                 finalized += 1
         period = next_month(period)
     return finalized
+
+
+def statement_totals(tenant_ids, period: date) -> dict[int, Statement]:
+    """The stored statement of each of these tenants for `period`, by tenant id."""
+    statements = Statement.objects.filter(tenant_id__in=list(tenant_ids), period=period)
+    return {statement.tenant_id: statement for statement in statements}

@@ -11,7 +11,11 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from accounts.models import Tenant
+from accounts.models import Tenant, subtrees_q
+from billing.margin import reseller_margin
+from billing.models import Statement, UsageAlert
+from billing.plans import subscription_covering
+from billing.statements import statement_totals
 from billing.usage import UsageFilters, UsageSummary, usage_summary
 from metering.catalog import CATALOG
 from metering.models import Meter
@@ -43,20 +47,35 @@ class PlanAllowance:
     thresholds: tuple[int, ...] = ()
 
 
-def plan_allowances(tenant: Tenant, period: Period) -> dict[str, PlanAllowance]:
-    """Plan allowance per meter code for the tenant's subscription in the period.
+def billing_month(period: Period) -> date | None:
+    """Plans allow and statements charge per calendar month: a period inside one
+    month is compared with them; a period across months is not (no bar, no charges)."""
+    if (period.start.year, period.start.month) != (period.end.year, period.end.month):
+        return None
+    return period.start.replace(day=1)
 
-    No plans exist yet: billing's plans and subscriptions will answer this, and
-    every card then shows its used-vs-included/limit bar without other changes.
-    """
-    return {}
+
+def plan_allowances(tenant: Tenant, period: Period) -> dict[str, PlanAllowance]:
+    """Plan allowance per meter code for the tenant's own subscription in the period."""
+    if billing_month(period) is None:
+        return {}
+    subscription = subscription_covering(tenant, period.start, period.end)
+    if subscription is None:
+        return {}
+    return {
+        item.meter.code: PlanAllowance(item.included_quantity, item.limit, tuple(item.thresholds))
+        for item in subscription.plan.items.select_related("meter")
+    }
 
 
 def child_charges(tenant: Tenant, period: Period) -> dict[int, Decimal]:
-    """Charges per child tenant id for the period (rated statements), in the
-    tenant's currency. None yet: once statements exist this answers, and the
-    children table shows a Charges column (it appears when any row has one)."""
-    return {}
+    """What each child is billed for the month (its statement total: a customer's
+    retail charges, or a reseller's wholesale bill on a partner's page)."""
+    month = billing_month(period)
+    if month is None:
+        return {}
+    children = tenant.get_children().values_list("pk", flat=True)
+    return {pk: s.total for pk, s in statement_totals(children, month).items()}
 
 
 @dataclass(frozen=True)
@@ -377,3 +396,31 @@ def focus_meter(cards: list[MeterCard], filters: UsageFilters) -> Meter | None:
     ordered = sorted(cards, key=lambda c: c.meter.aggregation == Meter.Aggregation.UNIQUE_COUNT)
     used = [c for c in ordered if c.quantity]
     return (used or ordered)[0].meter
+
+
+@dataclass
+class StatementsPage:
+    period: date
+    own: list  # the tenant's own statements, newest first
+    selected: object | None  # its statement of `period`
+    customers: list  # statements of the tenants below it for `period`
+    margin: object | None  # for tenants with customers
+    alerts: list
+
+
+def statements_page(tenant: Tenant, period: date) -> StatementsPage:
+    """Everything the statements page shows, read from billing's stored statements."""
+    own = list(Statement.objects.filter(tenant=tenant).order_by("-period"))
+    selected = next((s for s in own if s.period == period), None)
+    customers = list(
+        Statement.objects.filter(subtrees_q([tenant], "tenant__"), period=period)
+        .exclude(tenant=tenant)
+        .select_related("tenant")
+    )
+    margin = reseller_margin(tenant, period) if customers else None
+    alerts = list(
+        UsageAlert.objects.filter(subtrees_q([tenant], "tenant__"), period=period).select_related(
+            "tenant", "plan_item__meter"
+        )
+    )
+    return StatementsPage(period, own, selected, customers, margin, alerts)

@@ -5,6 +5,7 @@ exact decimal string the usage API returns, so CSV and API agree to the digit.
 """
 
 import django_tables2 as tables
+from django.urls import reverse
 from django.utils.html import format_html
 
 from metering.models import Meter, UsageEvent
@@ -164,3 +165,75 @@ class UsageEventTable(tables.Table):
 
     def value_event_id(self, value):
         return value
+
+
+class MoneyColumn(QuantityColumn):
+    """Amounts: grouped for reading, the exact decimal in the CSV."""
+
+
+class StatementTable(tables.Table):
+    """Statements of a month; each tenant links to its own statements page."""
+
+    tenant = tables.Column(
+        accessor="tenant__name",
+        verbose_name="Tenant",
+        linkify=lambda record: (
+            reverse("reports:statements", args=[record.tenant.slug])
+            + f"?period={record.period:%Y-%m}"
+        ),
+    )
+    period = tables.DateColumn(format="Y-m")
+    status = tables.Column()
+    currency = tables.Column()
+    base_fee = MoneyColumn(verbose_name="Base fee")
+    usage_amount = MoneyColumn(verbose_name="Usage")
+    total = MoneyColumn()
+
+    class Meta:
+        attrs = {"class": "table", "id": "statements-table"}
+        empty_text = "No statements."
+        order_by = ("tenant",)
+
+
+class StatementLineTable(tables.Table):
+    meter = tables.Column(accessor="meter__name")
+    plan = tables.Column(accessor="plan_code", verbose_name="Plan")
+    starts_on = tables.DateColumn(verbose_name="From", format="Y-m-d")
+    ends_on = tables.DateColumn(verbose_name="To", format="Y-m-d")
+    used = QuantityColumn()
+    included = QuantityColumn()
+    overage = QuantityColumn()
+    unit_price = QuantityColumn(verbose_name="Unit price")
+    amount = MoneyColumn()
+
+    class Meta:
+        attrs = {"class": "table", "id": "lines-table"}
+        empty_text = "No usage lines: the plan has no metered items."
+        orderable = False
+
+
+class MarginTable(tables.Table):
+    meter = tables.Column(verbose_name="Meter")
+    retail = MoneyColumn(verbose_name="Retail (charged to customers)")
+    wholesale = MoneyColumn(verbose_name="Wholesale (owed upstream)")
+    margin = MoneyColumn()
+
+    class Meta:
+        attrs = {"class": "table", "id": "margin-table"}
+        empty_text = "No statements for this month."
+        orderable = False
+
+
+class UsageAlertTable(tables.Table):
+    raised_at = tables.DateTimeColumn(verbose_name="Raised", format="Y-m-d H:i")
+    tenant = tables.Column(accessor="tenant__name")
+    meter = tables.Column(accessor="plan_item__meter__name")
+    threshold = tables.Column(verbose_name="Threshold (%)")
+    usage = QuantityColumn()
+    base = QuantityColumn(verbose_name="Limit or included")
+    policy = tables.Column(accessor="plan_item__overage_policy", verbose_name="Policy")
+
+    class Meta:
+        attrs = {"class": "table", "id": "alerts-table"}
+        empty_text = "No thresholds crossed this month."
+        orderable = False

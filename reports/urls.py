@@ -11,4 +11,6 @@ urlpatterns = [
     path("t/<slug:slug>/chart/", views.ReportChartView.as_view(), name="chart"),
     path("t/<slug:slug>/records/", views.records_page, name="records"),
     path("t/<slug:slug>/records/csv/", views.records_csv, name="records_csv"),
+    path("t/<slug:slug>/statements/", views.statements_page, name="statements"),
+    path("t/<slug:slug>/statements/csv/", views.statements_csv, name="statements_csv"),
 ]

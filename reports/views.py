@@ -6,17 +6,29 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django_tables2 import RequestConfig
 from django_tables2.paginators import LazyPaginator
 
 from accounts.models import Tenant, subtrees_q
 from accounts.selectors import top_tenants, visible_ancestors
+from billing.statements import month_of, parse_period
 from metering.filtersets import UsageEventFilterSet
 from metering.models import Meter, UsageEvent
 from reports.exports import queryset_table_csv, table_csv
 from reports.forms import CATEGORIES, ReportQueryForm
 from reports.selectors import daily_series, in_catalog_order, tenant_report
-from reports.tables import ChildUsageTable, DailySeriesTable, MeterTotalsTable, UsageEventTable
+from reports.selectors import statements_page as select_statements_page
+from reports.tables import (
+    ChildUsageTable,
+    DailySeriesTable,
+    MarginTable,
+    MeterTotalsTable,
+    StatementLineTable,
+    StatementTable,
+    UsageAlertTable,
+    UsageEventTable,
+)
 
 CHILDREN_PER_PAGE = 50
 RECORDS_PER_PAGE = 100
@@ -184,3 +196,75 @@ def filtered_records(request, tenant: Tenant) -> UsageEventFilterSet:
         .select_related("tenant", "meter")
     )
     return UsageEventFilterSet(data, queryset=events, request=request)
+
+
+def statement_tables(page) -> dict:
+    """The statements page's tables by the name the CSV download uses."""
+    tables = {
+        "statements": StatementTable(page.own, exclude=("tenant",)),
+        "customers": StatementTable(page.customers),
+        "alerts": UsageAlertTable(page.alerts),
+    }
+    if page.selected is not None:
+        tables["lines"] = StatementLineTable(page.selected.lines.select_related("meter"))
+    if page.margin is not None:
+        tables["margin"] = MarginTable(margin_rows(page.margin))
+    return tables
+
+
+def margin_rows(margin) -> list[dict]:
+    rows = [
+        {"meter": row.meter, "retail": row.retail, "wholesale": row.wholesale, "margin": row.margin}
+        for row in margin.rows
+    ]
+    rows.append(
+        {"meter": "Total", "retail": margin.retail, "wholesale": margin.wholesale,
+         "margin": margin.margin}
+    )  # fmt: skip
+    return rows
+
+
+def statement_period(request):
+    """`?period=YYYY-MM`, default this month; None when it is not a month."""
+    value = request.GET.get("period")
+    if not value:
+        return month_of(timezone.now().date())
+    try:
+        return parse_period(value)
+    except ValueError:
+        return None
+
+
+@login_required
+def statements_page(request, slug):
+    tenant = visible_tenant_or_404(request, slug)
+    period = statement_period(request)
+    if period is None:
+        return HttpResponseBadRequest("period: use YYYY-MM.", content_type="text/plain")
+    page = select_statements_page(tenant, period)
+    tables = statement_tables(page)
+    for table in tables.values():
+        RequestConfig(request, paginate=False).configure(table)
+    context = {
+        "tenant": tenant,
+        "ancestors": visible_ancestors(request.user, tenant),
+        "page": page,
+        "tables": tables,
+        "period_value": f"{period:%Y-%m}",
+    }
+    return render(request, "reports/statements.html", context)
+
+
+@login_required
+def statements_csv(request, slug):
+    """One of the statements page's tables: `?table=statements|lines|customers|margin|alerts`."""
+    tenant = visible_tenant_or_404(request, slug)
+    period = statement_period(request)
+    if period is None:
+        return HttpResponseBadRequest("period: use YYYY-MM.", content_type="text/plain")
+    name = request.GET.get("table", "statements")
+    table = statement_tables(select_statements_page(tenant, period)).get(name)
+    if table is None:
+        raise Http404("No such table.")
+    RequestConfig(request, paginate=False).configure(table)
+    return table_csv(table, f"{name}-{tenant.slug}-{period:%Y-%m}.csv")

@@ -9,7 +9,9 @@ TENANT_URLS = [p.name for p in urlpatterns if "<slug:slug>" in str(p.pattern)]
 
 
 def test_every_tenant_url_is_covered():
-    assert set(TENANT_URLS) == {"tenant", "tenant_csv", "chart", "records", "records_csv"}
+    assert set(TENANT_URLS) == {
+        "tenant", "tenant_csv", "chart", "records", "records_csv", "statements", "statements_csv",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("name", TENANT_URLS)
