@@ -282,6 +282,10 @@ def main():
     )
     _, key = ApiKey.objects.create_key(name="load", tenant=partner, scopes=["ingest"])
     token, _ = Token.objects.get_or_create(user=reader)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")  # fresh bulk-loaded tables: give the planner statistics
     day = datetime.now(UTC).date()
     before = platform_totals(day)
 
