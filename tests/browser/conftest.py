@@ -49,5 +49,14 @@ def page(browser):
     context = browser.new_context(accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(15000)
+    # The Content-Security-Policy must not block anything our pages load or run.
+    blocked = []
+    page.on(
+        "console",
+        lambda message: (
+            blocked.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield page
     context.close()
+    assert blocked == [], f"blocked by the Content-Security-Policy: {blocked}"

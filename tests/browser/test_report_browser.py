@@ -12,7 +12,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def chart_values(page) -> list[float]:
     """Wait for Chart.js to draw the canvas, then read the stacked values back from it."""
-    page.wait_for_function("document.querySelector('#usage-chart').dataset.drawn !== undefined")
+    # A selector, not a JavaScript predicate: the page's CSP forbids eval.
+    page.wait_for_selector("#usage-chart[data-drawn]", state="attached")
     return page.evaluate(
         """() => Chart.getChart(document.querySelector('#usage-chart')).data.datasets
                  .flatMap((d) => d.data)"""
