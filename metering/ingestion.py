@@ -378,6 +378,9 @@ def column_adapters(conn) -> list[tuple[str, callable]]:
 def store_events(rows: list[UsageEvent]) -> IngestResult:
     """Insert the batch in one transaction; already stored event ids count as duplicates."""
     inserted: list[str] = []
+    # Writers racing on the same ids wait for each other's uncommitted rows; taking
+    # them in one global order (by id) means they can never wait in a circle.
+    rows = sorted(rows, key=lambda row: row.event_id)
     with transaction.atomic():
         for start in range(0, len(rows), INSERT_CHUNK):
             inserted.extend(insert_new_events(rows[start : start + INSERT_CHUNK]))

@@ -235,12 +235,16 @@ def statement_period(request):
         return None
 
 
+def bad_period():
+    return HttpResponseBadRequest("period: use YYYY-MM.", content_type="text/plain")
+
+
 @login_required
 def statements_page(request, slug):
     tenant = visible_tenant_or_404(request, slug)
     period = statement_period(request)
     if period is None:
-        return HttpResponseBadRequest("period: use YYYY-MM.", content_type="text/plain")
+        return bad_period()
     page = select_statements_page(tenant, period)
     tables = statement_tables(page)
     for table in tables.values():
@@ -261,7 +265,7 @@ def statements_csv(request, slug):
     tenant = visible_tenant_or_404(request, slug)
     period = statement_period(request)
     if period is None:
-        return HttpResponseBadRequest("period: use YYYY-MM.", content_type="text/plain")
+        return bad_period()
     name = request.GET.get("table", "statements")
     table = statement_tables(select_statements_page(tenant, period)).get(name)
     if table is None:

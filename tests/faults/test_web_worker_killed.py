@@ -15,6 +15,7 @@ from pathlib import Path
 from accounts.models import ApiKey
 from billing.usage import usage_summary
 from metering.models import UsageEvent
+from tests.processes import stop_group
 from tests.test_serve import descendants, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,8 +82,7 @@ def test_killed_web_worker_loses_and_doubles_nothing(world, child_env):
             sender.join(timeout=120)
             assert not sender.is_alive()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_group(server)
     assert kills == 4
     assert failures, "no request was interrupted"
     stored = UsageEvent.objects.filter(event_id__startswith="web-")

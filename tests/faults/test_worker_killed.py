@@ -17,6 +17,7 @@ from billing.models import DailyUsage, DistinctValue, RolledDay, RollupRun
 from billing.rollup import run_rollup
 from billing.schedules import ROLLUP_SCHEDULE, install_schedules
 from metering.models import Meter, UsageEvent
+from tests.processes import stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 DAYS = 150
@@ -108,10 +109,5 @@ def test_sigkill_mid_rollup_then_restart_gives_identical_rows(world, child_env):
             "the rollup after the restart",
         )
     finally:
-        os.killpg(cluster.pid, signal.SIGTERM)
-        try:
-            cluster.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(cluster.pid, signal.SIGKILL)
-            cluster.wait()
+        stop_group(cluster)
     assert table() == reference
