@@ -254,9 +254,22 @@ class TailQuery:
             where.append("NOT (e.occurred_at >= %s AND e.occurred_at < %s AND e.id <= %s)")
             params += [ops.adapt_datetimefield_value(first), ops.adapt_datetimefield_value(after),
                        mark]  # fmt: skip
+        # The CTE keeps only this query's period and meters (and the JSON attributes only
+        # for distinct counts): under heavy ingestion the tail holds every tenant's
+        # recent events, and each summary would otherwise copy all of them.
+        attributes = ", attributes" if "value" in columns else ""
+        meter_marks = ", ".join(["%s"] * len(meter_ids))
+        params = [
+            self.watermark,
+            ops.adapt_datetimefield_value(self.start_at),
+            ops.adapt_datetimefield_value(self.end_at),
+            *meter_ids,
+            *params[1:],
+        ]
         sql = (
             "WITH tail AS MATERIALIZED (SELECT id, tenant_id, meter_id, quantity, occurred_at, "
-            "source, dimension, attributes FROM metering_usageevent WHERE id > %s) "
+            f"source, dimension{attributes} FROM metering_usageevent WHERE id > %s "
+            f"AND occurred_at >= %s AND occurred_at < %s AND meter_id IN ({meter_marks})) "
             f"SELECT {selected}, SUM(e.quantity), COUNT(*) FROM tail e "
             "JOIN accounts_tenant t ON t.id = e.tenant_id "
             "JOIN metering_meter mt ON mt.id = e.meter_id "
