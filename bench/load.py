@@ -55,7 +55,10 @@ def parse_args():
     parser.add_argument("--readers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--batches-per-second", type=float, default=1.0)
-    parser.add_argument("--demo-days", type=int, default=5)
+    parser.add_argument("--demo-days", type=int, default=3)
+    parser.add_argument(
+        "--web-threads", type=int, default=4, help="threads per gunicorn worker (gthread)"
+    )
     return parser.parse_args()
 
 
@@ -292,7 +295,8 @@ def main():
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     gunicorn = ["-m", "gunicorn", "usage_portal.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                "--workers", "2", "--timeout", "120"]  # fmt: skip
+                "--workers", "2", "--threads", str(args.web_threads),
+                "--timeout", "120"]  # fmt: skip
     web = start([sys.executable, *gunicorn], env)
     cluster = start([sys.executable, "manage.py", "qcluster"], env)
     try:
