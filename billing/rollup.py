@@ -8,6 +8,8 @@ complete run: late events make their day "dirty" simply by arriving.
 
 import time as clock
 import traceback
+from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, timedelta
 
@@ -31,6 +33,21 @@ COMMIT_GRACE = timedelta(seconds=10)
 class DayResult:
     rows_written: int
     events_read: int
+
+
+class PhaseClock:
+    """Seconds spent in each phase of a run, for profiling (bench/rollup.py prints them)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, phase: str):
+        started = clock.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += clock.perf_counter() - started
 
 
 def current_watermark(grace: timedelta = COMMIT_GRACE) -> int:
@@ -62,15 +79,19 @@ def run_rollup(
     grace: timedelta = COMMIT_GRACE,
     progress=None,
     fail_after_days: int | None = None,
+    phases: PhaseClock | None = None,
 ) -> RollupRun:
     """Recompute the dirty days (or exactly `days`) and advance the watermark.
 
-    `fail_after_days` simulates a crash after that many days (tests only).
+    `fail_after_days` simulates a crash after that many days (tests only);
+    `phases`, if given, collects the seconds spent in each phase.
     """
     started = clock.monotonic()
-    previous = RollupRun.objects.watermark()
-    watermark = max(current_watermark(grace), previous)
-    todo = sorted(set(days)) if days is not None else days_with_events(previous, watermark)
+    phases = phases or PhaseClock()
+    with phases("plan"):
+        previous = RollupRun.objects.watermark()
+        watermark = max(current_watermark(grace), previous)
+        todo = sorted(set(days)) if days is not None else days_with_events(previous, watermark)
     run = RollupRun.objects.create(
         started_at=timezone.now(),
         trigger=trigger,
@@ -81,7 +102,7 @@ def run_rollup(
     if progress is not None:
         progress.reset(total=len(todo))
     try:
-        with RollupBatch(todo, watermark) as batch:
+        with RollupBatch(todo, watermark, phases) as batch:
             for done, day in enumerate(todo):
                 if fail_after_days is not None and done >= fail_after_days:
                     raise RuntimeError(f"simulated crash before {day}")
@@ -117,10 +138,11 @@ class RollupBatch:
     MEMBERS = "rollup_member_values"
     ANCESTORS = "rollup_ancestors"
 
-    def __init__(self, days: list[date], watermark: int):
+    def __init__(self, days: list[date], watermark: int, phases: PhaseClock | None = None):
         self.days = days
         self.watermark = watermark
         self.tree_fingerprint = None
+        self.phase = phases or PhaseClock()
 
     # PostgreSQL: room to hash the day groups in memory, and no JIT compilation, whose
     # start-up cost outweighs the work of each per-day statement.
@@ -132,11 +154,12 @@ class RollupBatch:
                 for name, value in self.SESSION_SETTINGS.items():
                     cursor.execute(f"SET {name} = '{value}'")
         if self.days:
-            self.stage_member_values()
+            with self.phase("stage member values"):
+                self.stage_member_values()
         return self
 
     def __exit__(self, *exc):
-        with connection.cursor() as cursor:
+        with self.phase("drop work tables"), connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.MEMBERS}")
             cursor.execute(f"DROP TABLE IF EXISTS {self.ANCESTORS}")
             if connection.vendor == "postgresql":
@@ -184,13 +207,19 @@ class RollupBatch:
 
     def rollup_day(self, day: date) -> DayResult:
         """Replace the day's rows with its recomputed subtree totals, in one transaction."""
-        with tree_write_lock():
-            self.ensure_ancestors()
-            DailyUsage.objects.filter(day=day).delete()
-            rows = self.insert_day_totals(day)
-            record_distinct_values(day, self.watermark)
-            RolledDay.objects.update_or_create(day=day, defaults={"watermark": self.watermark})
-            read = self.events_of_day(day)
+        phase = self.phase
+        with phase("day transactions"), tree_write_lock():
+            with phase("ancestors"):
+                self.ensure_ancestors()
+            with phase("delete day"):
+                DailyUsage.objects.filter(day=day).delete()
+            with phase("insert totals"):
+                rows = self.insert_day_totals(day)
+            with phase("distinct values"):
+                record_distinct_values(day, self.watermark)
+            with phase("mark day"):
+                RolledDay.objects.update_or_create(day=day, defaults={"watermark": self.watermark})
+                read = self.events_of_day(day)
         return DayResult(rows_written=rows, events_read=read)
 
     def events_of_day(self, day: date) -> int:
