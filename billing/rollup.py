@@ -1,9 +1,11 @@
 """The rollup: recompute whole days of the tenant billing table from usage events.
 
-Each day is recomputed in its own transaction from the day's events with an id
-up to the run's watermark, so running it twice (or again after a crash) gives
-the same rows. A run recomputes the days that received events since the last
-complete run: late events make their day "dirty" simply by arriving.
+Each day is recomputed from the day's events with an id up to the run's
+watermark, in one transaction (with a few neighbouring days, see
+RollupBatch.transactions) that also records the day's watermark, so running it
+twice (or again after a crash) gives the same rows. A run recomputes the days
+that received events since the last complete run: late events make their day
+"dirty" simply by arriving.
 """
 
 import time as clock
@@ -103,15 +105,17 @@ def run_rollup(
         progress.reset(total=len(todo))
     try:
         with RollupBatch(todo, watermark, phases) as batch:
-            for done, day in enumerate(todo):
-                if fail_after_days is not None and done >= fail_after_days:
-                    raise RuntimeError(f"simulated crash before {day}")
-                result = batch.rollup_day(day)
-                run.days_recomputed += 1
+            for days in batch.transactions():
+                crash = None
+                if fail_after_days is not None:
+                    left = fail_after_days - run.days_recomputed
+                    crash = days[left] if left < len(days) else None
+                result = batch.rollup_days(days, crash_before=crash)
+                run.days_recomputed += len(days)
                 run.rows_written += result.rows_written
                 run.events_read += result.events_read
                 if progress is not None:
-                    progress.update(1)
+                    progress.update(len(days))
     except Exception:
         run.status = RollupRun.Status.FAILED
         run.error = traceback.format_exc(limit=5)
@@ -129,23 +133,35 @@ def finish(run: RollupRun, started: float) -> None:
 
 
 class RollupBatch:
-    """Work tables for one run: member values of every day to do, read in one pass
-    over the events, and each tenant's ancestors (equality joins, not lft/rght ranges).
+    """Work tables for one run, built before the first day is written:
+
+    - member values of every day to do, read in one pass over the events;
+    - each tenant's ancestors (equality joins, not lft/rght ranges);
+    - the subtree totals of every tenant for every day to do, summed from the
+      member values in one set-based statement for all days.
+
+    Each day's transaction then only swaps the day's rows for its staged totals.
+    The totals depend on the tree, so a day's transaction checks, under the tree
+    lock, that the tree is the one they were summed over, and sums them again
+    (from the member values, not the events) if a tenant moved meanwhile.
 
     They are temporary tables of this database connection, dropped at the end.
     """
 
     MEMBERS = "rollup_member_values"
     ANCESTORS = "rollup_ancestors"
+    TOTALS = "rollup_totals"
 
     def __init__(self, days: list[date], watermark: int, phases: PhaseClock | None = None):
         self.days = days
         self.watermark = watermark
         self.tree_fingerprint = None
+        self.events_by_day: dict[date, int] = {}
+        self.rows_by_day: dict[date, int] = {}
         self.phase = phases or PhaseClock()
 
-    # PostgreSQL: room to hash the day groups in memory, and no JIT compilation, whose
-    # start-up cost outweighs the work of each per-day statement.
+    # PostgreSQL: room to hash the member groups in memory, and no JIT compilation,
+    # whose start-up cost outweighs the work of each per-day statement.
     SESSION_SETTINGS = {"work_mem": "256MB", "jit": "off"}
 
     def __enter__(self):
@@ -156,12 +172,14 @@ class RollupBatch:
         if self.days:
             with self.phase("stage member values"):
                 self.stage_member_values()
+            with self.phase("stage totals"), tree_write_lock():
+                self.ensure_totals()
         return self
 
     def __exit__(self, *exc):
         with self.phase("drop work tables"), connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {self.MEMBERS}")
-            cursor.execute(f"DROP TABLE IF EXISTS {self.ANCESTORS}")
+            for table in (self.MEMBERS, self.ANCESTORS, self.TOTALS):
+                cursor.execute(f"DROP TABLE IF EXISTS {table}")
             if connection.vendor == "postgresql":
                 for name in self.SESSION_SETTINGS:
                     cursor.execute(f"RESET {name}")
@@ -169,17 +187,20 @@ class RollupBatch:
 
     def stage_member_values(self) -> None:
         """One read of the events of every day to do (id ≤ watermark)."""
+        first, last = self.days[0], self.days[-1]
         sql, params = member_values_sql(
-            first=self.days[0],
-            last=self.days[-1],
+            first=first,
+            last=last,
             max_event_id=self.watermark,
-            days=None if len(self.days) == (self.days[-1] - self.days[0]).days + 1 else self.days,
+            days=None if len(self.days) == (last - first).days + 1 else self.days,
+            parallel=True,
+            bounded=not covers_every_event(first, last),
         )
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.MEMBERS}")
             cursor.execute(f"CREATE TEMPORARY TABLE {self.MEMBERS} AS {sql}", params)
-            cursor.execute(f"CREATE INDEX {self.MEMBERS}_day ON {self.MEMBERS} (day)")
-            cursor.execute(f"ANALYZE {self.MEMBERS}")
+            cursor.execute(f"SELECT day, SUM(n) FROM {self.MEMBERS} GROUP BY day")
+            self.events_by_day = {as_date(day): int(n) for day, n in cursor.fetchall()}
 
     def stage_ancestors(self) -> None:
         """(member, ancestor) for every tenant and each of its ancestors, itself included."""
@@ -196,59 +217,142 @@ class RollupBatch:
                 f"CREATE TEMPORARY TABLE {self.ANCESTORS} (member_id bigint, ancestor_id bigint)"
             )
             cursor.executemany(f"INSERT INTO {self.ANCESTORS} VALUES (%s, %s)", pairs)
-            cursor.execute(f"CREATE INDEX {self.ANCESTORS}_member ON {self.ANCESTORS} (member_id)")
 
-    def ensure_ancestors(self) -> None:
-        """Stage the ancestry, again if the tree moved since (checked under the tree lock)."""
-        fingerprint = tree_fingerprint()
-        if fingerprint != self.tree_fingerprint:
-            self.stage_ancestors()
-            self.tree_fingerprint = fingerprint
-
-    def rollup_day(self, day: date) -> DayResult:
-        """Replace the day's rows with its recomputed subtree totals, in one transaction."""
-        phase = self.phase
-        with phase("day transactions"), tree_write_lock():
-            with phase("ancestors"):
-                self.ensure_ancestors()
-            with phase("delete day"):
-                DailyUsage.objects.filter(day=day).delete()
-            with phase("insert totals"):
-                rows = self.insert_day_totals(day)
-            with phase("distinct values"):
-                record_distinct_values(day, self.watermark)
-            with phase("mark day"):
-                RolledDay.objects.update_or_create(day=day, defaults={"watermark": self.watermark})
-                read = self.events_of_day(day)
-        return DayResult(rows_written=rows, events_read=read)
-
-    def events_of_day(self, day: date) -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT COALESCE(SUM(n), 0) FROM {self.MEMBERS} WHERE day = %s",
-                [connection.ops.adapt_datefield_value(day)],
-            )
-            return int(cursor.fetchone()[0])
-
-    def insert_day_totals(self, day: date) -> int:
-        """INSERT … SELECT the subtree totals of every tenant for one day.
+    def stage_totals(self) -> None:
+        """Subtree totals of every tenant for every day to do, in one statement.
 
         Raw SQL because this is a set-based step the ORM cannot express: member
         values (see billing.aggregation) are joined to every ancestor of their
         tenant and summed per ancestor. Runs the same on SQLite and PostgreSQL.
         """
-        day_param = connection.ops.adapt_datefield_value(day)
-        sql = (
-            "INSERT INTO billing_dailyusage "
-            "(tenant_id, meter_id, day, dimension, source, quantity, event_count) "
-            "SELECT a.ancestor_id, m.meter_id, %s, m.dimension, m.source, SUM(m.value), SUM(m.n) "
-            f"FROM {self.MEMBERS} m JOIN {self.ANCESTORS} a ON a.member_id = m.tenant_id "
-            "WHERE m.day = %s "
-            "GROUP BY a.ancestor_id, m.meter_id, m.dimension, m.source"
-        )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [day_param, day_param])
-            return cursor.rowcount
+            cursor.execute(f"DROP TABLE IF EXISTS {self.TOTALS}")
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {self.TOTALS} AS "
+                "SELECT a.ancestor_id AS tenant_id, m.meter_id, m.day, m.dimension, m.source, "
+                "SUM(m.value) AS quantity, CAST(SUM(m.n) AS bigint) AS event_count "
+                f"FROM {self.MEMBERS} m JOIN {self.ANCESTORS} a ON a.member_id = m.tenant_id "
+                "GROUP BY a.ancestor_id, m.meter_id, m.day, m.dimension, m.source "
+                # Stored in key order: a transaction's days are then neighbouring pages.
+                "ORDER BY m.day, a.ancestor_id, m.meter_id, m.dimension, m.source"
+            )
+            cursor.execute(
+                f"CREATE INDEX {self.TOTALS}_key ON {self.TOTALS} "
+                "(day, tenant_id, meter_id, dimension, source)"
+            )
+            cursor.execute(f"ANALYZE {self.TOTALS}")
+            cursor.execute(f"SELECT day, COUNT(*) FROM {self.TOTALS} GROUP BY day")
+            self.rows_by_day = {as_date(day): n for day, n in cursor.fetchall()}
+
+    def ensure_totals(self) -> None:
+        """Sum the totals over the current tree, again if the tree moved since
+        (called under the tree lock)."""
+        fingerprint = tree_fingerprint()
+        if fingerprint != self.tree_fingerprint:
+            self.stage_ancestors()
+            self.stage_totals()
+            self.tree_fingerprint = fingerprint
+
+    # A transaction recomputes consecutive days to do until it holds this many rows:
+    # fewer statements and commits than one per day, while each transaction (which
+    # holds the tree lock, and on SQLite the database's write lock) stays short.
+    ROWS_PER_TRANSACTION = 20_000
+
+    def transactions(self) -> list[list[date]]:
+        """The days to do, in groups that are each recomputed in one transaction."""
+        groups, rows = [], 0
+        for day in self.days:
+            if not groups or rows + self.rows_by_day.get(day, 0) > self.ROWS_PER_TRANSACTION:
+                groups.append([])
+                rows = 0
+            groups[-1].append(day)
+            rows += self.rows_by_day.get(day, 0)
+        return groups
+
+    def rollup_days(self, days: list[date], crash_before: date | None = None) -> DayResult:
+        """Make the days' rows equal to their recomputed subtree totals, in one transaction.
+
+        `crash_before` raises inside the transaction (tests simulate a crash with it).
+        """
+        phase = self.phase
+        with phase("day transactions"), tree_write_lock():
+            with phase("check tree"):
+                self.ensure_totals()
+            with phase("write days"):
+                self.write_days(days if crash_before is None else days[: days.index(crash_before)])
+            if crash_before is not None:
+                raise RuntimeError(f"simulated crash before {crash_before}")
+            with phase("distinct values"):
+                for day in days:
+                    record_distinct_values(day, self.watermark)
+            with phase("mark days"):
+                RolledDay.objects.bulk_create(
+                    [RolledDay(day=day, watermark=self.watermark) for day in days],
+                    update_conflicts=True,
+                    unique_fields=["day"],
+                    update_fields=["watermark", "rolled_at"],
+                )
+        return DayResult(
+            rows_written=sum(self.rows_by_day.get(day, 0) for day in days),
+            events_read=sum(self.events_by_day.get(day, 0) for day in days),
+        )
+
+    def write_days(self, days: list[date]) -> None:
+        """Delete the days' rows that no longer have a total, update those whose total
+        changed, insert the new ones.
+
+        The result is the same as replacing the whole days, but a recomputation that
+        changes little (a late event, a rerun) writes little: no dead row versions and
+        index entries for every row of the day. The tree lock keeps other writers of
+        the billing table (moves) out meanwhile. Raw SQL: set-based joins against the
+        staged totals; the same on SQLite and PostgreSQL.
+        """
+        if not days:
+            return
+        table = "billing_dailyusage"
+        same_key = " AND ".join(
+            f"t.{column} = {table}.{column}"
+            for column in ("day", "tenant_id", "meter_id", "dimension", "source")
+        )
+        day_list = ", ".join(["%s"] * len(days))
+        params = [connection.ops.adapt_datefield_value(day) for day in days]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {table} WHERE day IN ({day_list}) AND NOT EXISTS "
+                f"(SELECT 1 FROM {self.TOTALS} t WHERE {same_key})",
+                params,
+            )
+            cursor.execute(
+                f"UPDATE {table} SET quantity = t.quantity, event_count = t.event_count "
+                f"FROM {self.TOTALS} t WHERE {table}.day IN ({day_list}) "
+                f"AND t.day IN ({day_list}) AND {same_key} "
+                f"AND ({table}.quantity <> t.quantity OR {table}.event_count <> t.event_count)",
+                params + params,
+            )
+            cursor.execute(
+                f"INSERT INTO {table} "
+                "(tenant_id, meter_id, day, dimension, source, quantity, event_count) "
+                "SELECT t.tenant_id, t.meter_id, t.day, t.dimension, t.source, t.quantity, "
+                f"t.event_count FROM {self.TOTALS} t WHERE t.day IN ({day_list}) AND NOT EXISTS "
+                f"(SELECT 1 FROM {table} WHERE {same_key})",
+                params,
+            )
+
+
+def covers_every_event(first: date, last: date) -> bool:
+    """Whether every stored event occurred between `first` and `last` (UTC days).
+
+    Two index lookups (separate queries: SQLite optimizes a lone MIN or MAX only).
+    """
+    events = UsageEvent.objects.order_by()
+    earliest = events.aggregate(at=Min("occurred_at"))["at"]
+    latest = events.aggregate(at=Max("occurred_at"))["at"]
+    start, end = day_bounds(first, last)
+    return earliest is None or (start <= earliest and latest < end)
+
+
+def as_date(value) -> date:
+    return date.fromisoformat(value) if isinstance(value, str) else value
 
 
 def record_distinct_values(day: date, watermark: int) -> None:
