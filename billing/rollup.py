@@ -26,6 +26,9 @@ from billing.aggregation import day_bounds, member_values_sql, unique_value_sql
 from billing.models import DailyUsage, RolledDay, RollupRun
 from metering.models import Meter, UsageEvent
 
+# The billing table's key, day first.
+TOTALS_KEY = "day, tenant_id, meter_id, dimension, source"
+
 # Events younger than this are left to the next run: an insert transaction that
 # took its id earlier may not have committed yet.
 COMMIT_GRACE = timedelta(seconds=10)
@@ -224,22 +227,26 @@ class RollupBatch:
         Raw SQL because this is a set-based step the ORM cannot express: member
         values (see billing.aggregation) are joined to every ancestor of their
         tenant and summed per ancestor. Runs the same on SQLite and PostgreSQL.
+        The table declares the billing table's column types: SQLite compares values
+        of differing column affinities without using the index.
         """
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.TOTALS}")
             cursor.execute(
-                f"CREATE TEMPORARY TABLE {self.TOTALS} AS "
-                "SELECT a.ancestor_id AS tenant_id, m.meter_id, m.day, m.dimension, m.source, "
-                "SUM(m.value) AS quantity, CAST(SUM(m.n) AS bigint) AS event_count "
-                f"FROM {self.MEMBERS} m JOIN {self.ANCESTORS} a ON a.member_id = m.tenant_id "
-                "GROUP BY a.ancestor_id, m.meter_id, m.day, m.dimension, m.source "
-                # Stored in key order: a transaction's days are then neighbouring pages.
-                "ORDER BY m.day, a.ancestor_id, m.meter_id, m.dimension, m.source"
+                f"CREATE TEMPORARY TABLE {self.TOTALS} (tenant_id bigint, meter_id bigint, "
+                "day date, dimension varchar(256), source varchar(8), quantity decimal, "
+                "event_count bigint)"
             )
             cursor.execute(
-                f"CREATE INDEX {self.TOTALS}_key ON {self.TOTALS} "
-                "(day, tenant_id, meter_id, dimension, source)"
+                f"INSERT INTO {self.TOTALS} "
+                "SELECT a.ancestor_id, m.meter_id, m.day, m.dimension, m.source, SUM(m.value), "
+                f"SUM(m.n) FROM {self.MEMBERS} m JOIN {self.ANCESTORS} a "
+                "ON a.member_id = m.tenant_id "
+                "GROUP BY a.ancestor_id, m.meter_id, m.day, m.dimension, m.source "
+                # Stored by day: a transaction's days are then neighbouring pages.
+                "ORDER BY m.day"
             )
+            cursor.execute(f"CREATE INDEX {self.TOTALS}_key ON {self.TOTALS} ({TOTALS_KEY})")
             cursor.execute(f"ANALYZE {self.TOTALS}")
             cursor.execute(f"SELECT day, COUNT(*) FROM {self.TOTALS} GROUP BY day")
             self.rows_by_day = {as_date(day): n for day, n in cursor.fetchall()}
@@ -310,17 +317,14 @@ class RollupBatch:
         if not days:
             return
         table = "billing_dailyusage"
-        same_key = " AND ".join(
-            f"t.{column} = {table}.{column}"
-            for column in ("day", "tenant_id", "meter_id", "dimension", "source")
-        )
+        same_key = " AND ".join(f"t.{c} = {table}.{c}" for c in TOTALS_KEY.split(", "))
         day_list = ", ".join(["%s"] * len(days))
         params = [connection.ops.adapt_datefield_value(day) for day in days]
         with connection.cursor() as cursor:
             cursor.execute(
                 f"DELETE FROM {table} WHERE day IN ({day_list}) AND NOT EXISTS "
-                f"(SELECT 1 FROM {self.TOTALS} t WHERE {same_key})",
-                params,
+                f"(SELECT 1 FROM {self.TOTALS} t WHERE t.day IN ({day_list}) AND {same_key})",
+                params + params,
             )
             cursor.execute(
                 f"UPDATE {table} SET quantity = t.quantity, event_count = t.event_count "
@@ -334,8 +338,8 @@ class RollupBatch:
                 "(tenant_id, meter_id, day, dimension, source, quantity, event_count) "
                 "SELECT t.tenant_id, t.meter_id, t.day, t.dimension, t.source, t.quantity, "
                 f"t.event_count FROM {self.TOTALS} t WHERE t.day IN ({day_list}) AND NOT EXISTS "
-                f"(SELECT 1 FROM {table} WHERE {same_key})",
-                params,
+                f"(SELECT 1 FROM {table} WHERE {table}.day IN ({day_list}) AND {same_key})",
+                params + params,
             )
 
 
