@@ -19,6 +19,7 @@ from benchdata import build_tree, fresh_database, load_events, machine
 from django.db import connection
 
 from accounts.models import Tenant
+from billing.models import DailyUsage
 from billing.rollup import PhaseClock, all_event_days, run_rollup
 from metering.models import UsageEvent
 
@@ -97,11 +98,13 @@ def main():
         bares.append(bare_group_by()[0])
         full_keys.append(bare_group_by(FULL_KEY_SQL)[0])
         phases = PhaseClock()
+        existing = DailyUsage.objects.count()
         run = run_rollup(days=days, grace=timedelta(0), phases=phases)
         rollups.append(run.duration_ms / 1000)
         print(
             f"round {n + 1}: bare {bares[-1]:.2f} s, whole-key {full_keys[-1]:.2f} s, "
-            f"rollup {rollups[-1]:.2f} s (ratio {rollups[-1] / bares[-1]:.2f})",
+            f"rollup {rollups[-1]:.2f} s (ratio {rollups[-1] / bares[-1]:.2f}; "
+            f"billing table held {existing:,} rows before)",
             flush=True,
         )
         inner = sum(v for k, v in phases.seconds.items() if k != "day transactions")
