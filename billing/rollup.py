@@ -305,14 +305,16 @@ class RollupBatch:
         )
 
     def write_days(self, days: list[date]) -> None:
-        """Delete the days' rows that no longer have a total, update those whose total
-        changed, insert the new ones.
+        """Make the days' rows equal to their staged totals.
 
-        The result is the same as replacing the whole days, but a recomputation that
-        changes little (a late event, a rerun) writes little: no dead row versions and
-        index entries for every row of the day. The tree lock keeps other writers of
-        the billing table (moves) out meanwhile. Raw SQL: set-based joins against the
-        staged totals; the same on SQLite and PostgreSQL.
+        Days without rows yet (a first rollup) get a plain insert. Otherwise the
+        rows that no longer have a total are deleted, those whose total changed are
+        updated and the missing ones inserted: the same result as replacing the
+        days, but a recomputation that changes little (a late event, a rerun) writes
+        little instead of a dead version and new index entries for every row. The
+        tree lock keeps the other writer of the billing table (moves) out
+        meanwhile. Raw SQL: set-based statements against the staged totals, the
+        same on SQLite and PostgreSQL.
         """
         if not days:
             return
@@ -320,7 +322,17 @@ class RollupBatch:
         same_key = " AND ".join(f"t.{c} = {table}.{c}" for c in TOTALS_KEY.split(", "))
         day_list = ", ".join(["%s"] * len(days))
         params = [connection.ops.adapt_datefield_value(day) for day in days]
+        insert = (
+            f"INSERT INTO {table} "
+            "(tenant_id, meter_id, day, dimension, source, quantity, event_count) "
+            "SELECT t.tenant_id, t.meter_id, t.day, t.dimension, t.source, t.quantity, "
+            f"t.event_count FROM {self.TOTALS} t WHERE t.day IN ({day_list})"
+        )
         with connection.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {table} WHERE day IN ({day_list}) LIMIT 1", params)
+            if cursor.fetchone() is None:
+                cursor.execute(insert, params)
+                return
             cursor.execute(
                 f"DELETE FROM {table} WHERE day IN ({day_list}) AND NOT EXISTS "
                 f"(SELECT 1 FROM {self.TOTALS} t WHERE t.day IN ({day_list}) AND {same_key})",
@@ -333,13 +345,13 @@ class RollupBatch:
                 f"AND ({table}.quantity <> t.quantity OR {table}.event_count <> t.event_count)",
                 params + params,
             )
+            # The rows left are exactly the totals' keys that exist: insert the others.
+            # Not with an anti-join: its plan follows the table's statistics, and a
+            # table that was nearly empty at its last ANALYZE turns it into a nested
+            # loop over a sequential scan.
             cursor.execute(
-                f"INSERT INTO {table} "
-                "(tenant_id, meter_id, day, dimension, source, quantity, event_count) "
-                "SELECT t.tenant_id, t.meter_id, t.day, t.dimension, t.source, t.quantity, "
-                f"t.event_count FROM {self.TOTALS} t WHERE t.day IN ({day_list}) AND NOT EXISTS "
-                f"(SELECT 1 FROM {table} WHERE {table}.day IN ({day_list}) AND {same_key})",
-                params + params,
+                f"{insert} ON CONFLICT (tenant_id, day, meter_id, dimension, source) DO NOTHING",
+                params,
             )
 
 
