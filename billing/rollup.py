@@ -143,10 +143,11 @@ class RollupBatch:
     - the subtree totals of every tenant for every day to do, summed from the
       member values in one set-based statement for all days.
 
-    Each day's transaction then only swaps the day's rows for its staged totals.
-    The totals depend on the tree, so a day's transaction checks, under the tree
-    lock, that the tree is the one they were summed over, and sums them again
-    (from the member values, not the events) if a tenant moved meanwhile.
+    Each transaction (a day and its neighbours, see `transactions`) then only makes
+    its days' rows equal to the staged totals. The totals depend on the tree, so a
+    transaction checks, under the tree lock, that the tree is the one they were
+    summed over, and sums them again (from the member values, not the events) if
+    a tenant moved meanwhile.
 
     They are temporary tables of this database connection, dropped at the end.
     """
