@@ -45,17 +45,35 @@ def member_values_sql(
     subtree: tuple[int, int, int] | None = None,
     meter_ids: list[int] | None = None,
     days: list[date] | None = None,
+    parallel: bool = False,
+    bounded: bool = True,
 ) -> tuple[str, list]:
     """SQL selecting (tenant_id, meter_id, day, dimension, source, value, n).
 
     One row per member tenant, meter, day, dimension and source between `first`
     and `last`, optionally only for events with id ≤ `max_event_id`, inside one
     subtree (tree_id, lft, rght), for some meters, or on some days.
+
+    `parallel` shapes the SQL for a large read (the rollup's): on PostgreSQL the
+    day is taken from a one-row LATERAL unnest() instead of grouping by the
+    expression itself. The planner estimates a group count from the statistics of
+    the columns inside a GROUP BY expression, and occurred_at has about one
+    distinct value per event, so it expects one group per event and never
+    aggregates in parallel. A one-row function's column is estimated from that
+    one row, which leaves the other keys to decide and gives the parallel plan:
+    partial aggregates in each worker, combined in the leader.
+
+    `bounded=False` leaves out the condition on occurred_at, for a caller that
+    knows every event falls between `first` and `last`: it would cost two
+    comparisons per event, and SQLite would read a range covering the whole
+    table through an index instead of reading the table in order.
     """
     start, end = day_bounds(first, last)
     ops = connection.ops
-    where = ["e.occurred_at >= %s", "e.occurred_at < %s"]
-    params: list = [ops.adapt_datetimefield_value(start), ops.adapt_datetimefield_value(end)]
+    where, params = ["1 = 1"], []
+    if bounded:
+        where = ["e.occurred_at >= %s", "e.occurred_at < %s"]
+        params = [ops.adapt_datetimefield_value(start), ops.adapt_datetimefield_value(end)]
     joins = ""
     if max_event_id is not None:
         where.append("e.id <= %s")
@@ -71,9 +89,13 @@ def member_values_sql(
         where.append(f"{event_day_sql()} IN ({', '.join(['%s'] * len(days))})")
         params.extend(ops.adapt_datefield_value(d) for d in days)
     condition = " AND ".join(where)
+    events = "metering_usageevent e"
     day = event_day_sql()
+    if parallel and connection.vendor == "postgresql":
+        events += f" CROSS JOIN LATERAL unnest(ARRAY[{day}]) AS event_day(day)"
+        day = "event_day.day"
     by_aggregation = meters_by_aggregation(meter_ids)
-    source = f"FROM metering_usageevent e{joins} WHERE {condition}"
+    source = f"FROM {events}{joins} WHERE {condition}"
     keys = f"e.tenant_id, e.meter_id, {day}, e.dimension, e.source"
     parts, all_params = [], []
     special = (
@@ -99,7 +121,7 @@ def member_values_sql(
         parts.append(
             f"SELECT {keys.replace(day, day + ' AS day')}, "
             f"COUNT(DISTINCT {unique_value_sql()}) AS value, COUNT(*) AS n "
-            f"FROM metering_usageevent e JOIN metering_meter mt ON mt.id = e.meter_id{joins} "
+            f"FROM {events} JOIN metering_meter mt ON mt.id = e.meter_id{joins} "
             f"WHERE {condition} AND e.meter_id IN ({placeholders(uniques)}) GROUP BY {keys}"
         )
         all_params += [*params, *uniques]

@@ -1,13 +1,17 @@
 """The rollup: recompute whole days of the tenant billing table from usage events.
 
-Each day is recomputed in its own transaction from the day's events with an id
-up to the run's watermark, so running it twice (or again after a crash) gives
-the same rows. A run recomputes the days that received events since the last
-complete run: late events make their day "dirty" simply by arriving.
+Each day is recomputed from the day's events with an id up to the run's
+watermark, in one transaction (with a few neighbouring days, see
+RollupBatch.transactions) that also records the day's watermark, so running it
+twice (or again after a crash) gives the same rows. A run recomputes the days
+that received events since the last complete run: late events make their day
+"dirty" simply by arriving.
 """
 
 import time as clock
 import traceback
+from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, timedelta
 
@@ -22,6 +26,9 @@ from billing.aggregation import day_bounds, member_values_sql, unique_value_sql
 from billing.models import DailyUsage, RolledDay, RollupRun
 from metering.models import Meter, UsageEvent
 
+# The billing table's key, day first.
+TOTALS_KEY = "day, tenant_id, meter_id, dimension, source"
+
 # Events younger than this are left to the next run: an insert transaction that
 # took its id earlier may not have committed yet.
 COMMIT_GRACE = timedelta(seconds=10)
@@ -31,6 +38,21 @@ COMMIT_GRACE = timedelta(seconds=10)
 class DayResult:
     rows_written: int
     events_read: int
+
+
+class PhaseClock:
+    """Seconds spent in each phase of a run, for profiling (bench/rollup.py prints them)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, phase: str):
+        started = clock.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += clock.perf_counter() - started
 
 
 def current_watermark(grace: timedelta = COMMIT_GRACE) -> int:
@@ -62,15 +84,19 @@ def run_rollup(
     grace: timedelta = COMMIT_GRACE,
     progress=None,
     fail_after_days: int | None = None,
+    phases: PhaseClock | None = None,
 ) -> RollupRun:
     """Recompute the dirty days (or exactly `days`) and advance the watermark.
 
-    `fail_after_days` simulates a crash after that many days (tests only).
+    `fail_after_days` simulates a crash after that many days (tests only);
+    `phases`, if given, collects the seconds spent in each phase.
     """
     started = clock.monotonic()
-    previous = RollupRun.objects.watermark()
-    watermark = max(current_watermark(grace), previous)
-    todo = sorted(set(days)) if days is not None else days_with_events(previous, watermark)
+    phases = phases or PhaseClock()
+    with phases("plan"):
+        previous = RollupRun.objects.watermark()
+        watermark = max(current_watermark(grace), previous)
+        todo = sorted(set(days)) if days is not None else days_with_events(previous, watermark)
     run = RollupRun.objects.create(
         started_at=timezone.now(),
         trigger=trigger,
@@ -81,16 +107,18 @@ def run_rollup(
     if progress is not None:
         progress.reset(total=len(todo))
     try:
-        with RollupBatch(todo, watermark) as batch:
-            for done, day in enumerate(todo):
-                if fail_after_days is not None and done >= fail_after_days:
-                    raise RuntimeError(f"simulated crash before {day}")
-                result = batch.rollup_day(day)
-                run.days_recomputed += 1
+        with RollupBatch(todo, watermark, phases) as batch:
+            for days in batch.transactions():
+                crash = None
+                if fail_after_days is not None:
+                    left = fail_after_days - run.days_recomputed
+                    crash = days[left] if left < len(days) else None
+                result = batch.rollup_days(days, crash_before=crash)
+                run.days_recomputed += len(days)
                 run.rows_written += result.rows_written
                 run.events_read += result.events_read
                 if progress is not None:
-                    progress.update(1)
+                    progress.update(len(days))
     except Exception:
         run.status = RollupRun.Status.FAILED
         run.error = traceback.format_exc(limit=5)
@@ -108,22 +136,36 @@ def finish(run: RollupRun, started: float) -> None:
 
 
 class RollupBatch:
-    """Work tables for one run: member values of every day to do, read in one pass
-    over the events, and each tenant's ancestors (equality joins, not lft/rght ranges).
+    """Work tables for one run, built before the first day is written:
+
+    - member values of every day to do, read in one pass over the events;
+    - each tenant's ancestors (equality joins, not lft/rght ranges);
+    - the subtree totals of every tenant for every day to do, summed from the
+      member values in one set-based statement for all days.
+
+    Each transaction (a day and its neighbours, see `transactions`) then only makes
+    its days' rows equal to the staged totals. The totals depend on the tree, so a
+    transaction checks, under the tree lock, that the tree is the one they were
+    summed over, and sums them again (from the member values, not the events) if
+    a tenant moved meanwhile.
 
     They are temporary tables of this database connection, dropped at the end.
     """
 
     MEMBERS = "rollup_member_values"
     ANCESTORS = "rollup_ancestors"
+    TOTALS = "rollup_totals"
 
-    def __init__(self, days: list[date], watermark: int):
+    def __init__(self, days: list[date], watermark: int, phases: PhaseClock | None = None):
         self.days = days
         self.watermark = watermark
         self.tree_fingerprint = None
+        self.events_by_day: dict[date, int] = {}
+        self.rows_by_day: dict[date, int] = {}
+        self.phase = phases or PhaseClock()
 
-    # PostgreSQL: room to hash the day groups in memory, and no JIT compilation, whose
-    # start-up cost outweighs the work of each per-day statement.
+    # PostgreSQL: room to hash the member groups in memory, and no JIT compilation,
+    # whose start-up cost outweighs the work of each per-day statement.
     SESSION_SETTINGS = {"work_mem": "256MB", "jit": "off"}
 
     def __enter__(self):
@@ -132,13 +174,16 @@ class RollupBatch:
                 for name, value in self.SESSION_SETTINGS.items():
                     cursor.execute(f"SET {name} = '{value}'")
         if self.days:
-            self.stage_member_values()
+            with self.phase("stage member values"):
+                self.stage_member_values()
+            with self.phase("stage totals"), tree_write_lock():
+                self.ensure_totals()
         return self
 
     def __exit__(self, *exc):
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {self.MEMBERS}")
-            cursor.execute(f"DROP TABLE IF EXISTS {self.ANCESTORS}")
+        with self.phase("drop work tables"), connection.cursor() as cursor:
+            for table in (self.MEMBERS, self.ANCESTORS, self.TOTALS):
+                cursor.execute(f"DROP TABLE IF EXISTS {table}")
             if connection.vendor == "postgresql":
                 for name in self.SESSION_SETTINGS:
                     cursor.execute(f"RESET {name}")
@@ -146,17 +191,20 @@ class RollupBatch:
 
     def stage_member_values(self) -> None:
         """One read of the events of every day to do (id ≤ watermark)."""
+        first, last = self.days[0], self.days[-1]
         sql, params = member_values_sql(
-            first=self.days[0],
-            last=self.days[-1],
+            first=first,
+            last=last,
             max_event_id=self.watermark,
-            days=None if len(self.days) == (self.days[-1] - self.days[0]).days + 1 else self.days,
+            days=None if len(self.days) == (last - first).days + 1 else self.days,
+            parallel=True,
+            bounded=not covers_every_event(first, last),
         )
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.MEMBERS}")
             cursor.execute(f"CREATE TEMPORARY TABLE {self.MEMBERS} AS {sql}", params)
-            cursor.execute(f"CREATE INDEX {self.MEMBERS}_day ON {self.MEMBERS} (day)")
-            cursor.execute(f"ANALYZE {self.MEMBERS}")
+            cursor.execute(f"SELECT day, SUM(n) FROM {self.MEMBERS} GROUP BY day")
+            self.events_by_day = {as_date(day): int(n) for day, n in cursor.fetchall()}
 
     def stage_ancestors(self) -> None:
         """(member, ancestor) for every tenant and each of its ancestors, itself included."""
@@ -173,53 +221,155 @@ class RollupBatch:
                 f"CREATE TEMPORARY TABLE {self.ANCESTORS} (member_id bigint, ancestor_id bigint)"
             )
             cursor.executemany(f"INSERT INTO {self.ANCESTORS} VALUES (%s, %s)", pairs)
-            cursor.execute(f"CREATE INDEX {self.ANCESTORS}_member ON {self.ANCESTORS} (member_id)")
 
-    def ensure_ancestors(self) -> None:
-        """Stage the ancestry, again if the tree moved since (checked under the tree lock)."""
-        fingerprint = tree_fingerprint()
-        if fingerprint != self.tree_fingerprint:
-            self.stage_ancestors()
-            self.tree_fingerprint = fingerprint
-
-    def rollup_day(self, day: date) -> DayResult:
-        """Replace the day's rows with its recomputed subtree totals, in one transaction."""
-        with tree_write_lock():
-            self.ensure_ancestors()
-            DailyUsage.objects.filter(day=day).delete()
-            rows = self.insert_day_totals(day)
-            record_distinct_values(day, self.watermark)
-            RolledDay.objects.update_or_create(day=day, defaults={"watermark": self.watermark})
-            read = self.events_of_day(day)
-        return DayResult(rows_written=rows, events_read=read)
-
-    def events_of_day(self, day: date) -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT COALESCE(SUM(n), 0) FROM {self.MEMBERS} WHERE day = %s",
-                [connection.ops.adapt_datefield_value(day)],
-            )
-            return int(cursor.fetchone()[0])
-
-    def insert_day_totals(self, day: date) -> int:
-        """INSERT … SELECT the subtree totals of every tenant for one day.
+    def stage_totals(self) -> None:
+        """Subtree totals of every tenant for every day to do, in one statement.
 
         Raw SQL because this is a set-based step the ORM cannot express: member
         values (see billing.aggregation) are joined to every ancestor of their
         tenant and summed per ancestor. Runs the same on SQLite and PostgreSQL.
+        The table declares the billing table's column types: SQLite compares values
+        of differing column affinities without using the index.
         """
-        day_param = connection.ops.adapt_datefield_value(day)
-        sql = (
-            "INSERT INTO billing_dailyusage "
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {self.TOTALS}")
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {self.TOTALS} (tenant_id bigint, meter_id bigint, "
+                "day date, dimension varchar(256), source varchar(8), quantity decimal, "
+                "event_count bigint)"
+            )
+            cursor.execute(
+                f"INSERT INTO {self.TOTALS} "
+                "SELECT a.ancestor_id, m.meter_id, m.day, m.dimension, m.source, SUM(m.value), "
+                f"SUM(m.n) FROM {self.MEMBERS} m JOIN {self.ANCESTORS} a "
+                "ON a.member_id = m.tenant_id "
+                "GROUP BY a.ancestor_id, m.meter_id, m.day, m.dimension, m.source "
+                # Stored by day: a transaction's days are then neighbouring pages.
+                "ORDER BY m.day"
+            )
+            cursor.execute(f"CREATE INDEX {self.TOTALS}_key ON {self.TOTALS} ({TOTALS_KEY})")
+            cursor.execute(f"ANALYZE {self.TOTALS}")
+            cursor.execute(f"SELECT day, COUNT(*) FROM {self.TOTALS} GROUP BY day")
+            self.rows_by_day = {as_date(day): n for day, n in cursor.fetchall()}
+
+    def ensure_totals(self) -> None:
+        """Sum the totals over the current tree, again if the tree moved since
+        (called under the tree lock)."""
+        fingerprint = tree_fingerprint()
+        if fingerprint != self.tree_fingerprint:
+            self.stage_ancestors()
+            self.stage_totals()
+            self.tree_fingerprint = fingerprint
+
+    # A transaction recomputes consecutive days to do until it holds this many rows:
+    # fewer statements and commits than one per day, while each transaction (which
+    # holds the tree lock, and on SQLite the database's write lock) stays short.
+    ROWS_PER_TRANSACTION = 20_000
+
+    def transactions(self) -> list[list[date]]:
+        """The days to do, in groups that are each recomputed in one transaction."""
+        groups, rows = [], 0
+        for day in self.days:
+            if not groups or rows + self.rows_by_day.get(day, 0) > self.ROWS_PER_TRANSACTION:
+                groups.append([])
+                rows = 0
+            groups[-1].append(day)
+            rows += self.rows_by_day.get(day, 0)
+        return groups
+
+    def rollup_days(self, days: list[date], crash_before: date | None = None) -> DayResult:
+        """Make the days' rows equal to their recomputed subtree totals, in one transaction.
+
+        `crash_before` raises inside the transaction (tests simulate a crash with it).
+        """
+        phase = self.phase
+        with phase("day transactions"), tree_write_lock():
+            with phase("check tree"):
+                self.ensure_totals()
+            with phase("write days"):
+                self.write_days(days if crash_before is None else days[: days.index(crash_before)])
+            if crash_before is not None:
+                raise RuntimeError(f"simulated crash before {crash_before}")
+            with phase("distinct values"):
+                for day in days:
+                    record_distinct_values(day, self.watermark)
+            with phase("mark days"):
+                RolledDay.objects.bulk_create(
+                    [RolledDay(day=day, watermark=self.watermark) for day in days],
+                    update_conflicts=True,
+                    unique_fields=["day"],
+                    update_fields=["watermark", "rolled_at"],
+                )
+        return DayResult(
+            rows_written=sum(self.rows_by_day.get(day, 0) for day in days),
+            events_read=sum(self.events_by_day.get(day, 0) for day in days),
+        )
+
+    def write_days(self, days: list[date]) -> None:
+        """Make the days' rows equal to their staged totals.
+
+        Days without rows yet (a first rollup) get a plain insert. Otherwise the
+        rows that no longer have a total are deleted, those whose total changed are
+        updated and the missing ones inserted: the same result as replacing the
+        days, but a recomputation that changes little (a late event, a rerun) writes
+        little instead of a dead version and new index entries for every row. The
+        tree lock keeps the other writer of the billing table (moves) out
+        meanwhile. Raw SQL: set-based statements against the staged totals, the
+        same on SQLite and PostgreSQL.
+        """
+        if not days:
+            return
+        table = "billing_dailyusage"
+        same_key = " AND ".join(f"t.{c} = {table}.{c}" for c in TOTALS_KEY.split(", "))
+        day_list = ", ".join(["%s"] * len(days))
+        params = [connection.ops.adapt_datefield_value(day) for day in days]
+        insert = (
+            f"INSERT INTO {table} "
             "(tenant_id, meter_id, day, dimension, source, quantity, event_count) "
-            "SELECT a.ancestor_id, m.meter_id, %s, m.dimension, m.source, SUM(m.value), SUM(m.n) "
-            f"FROM {self.MEMBERS} m JOIN {self.ANCESTORS} a ON a.member_id = m.tenant_id "
-            "WHERE m.day = %s "
-            "GROUP BY a.ancestor_id, m.meter_id, m.dimension, m.source"
+            "SELECT t.tenant_id, t.meter_id, t.day, t.dimension, t.source, t.quantity, "
+            f"t.event_count FROM {self.TOTALS} t WHERE t.day IN ({day_list})"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [day_param, day_param])
-            return cursor.rowcount
+            cursor.execute(f"SELECT 1 FROM {table} WHERE day IN ({day_list}) LIMIT 1", params)
+            if cursor.fetchone() is None:
+                cursor.execute(insert, params)
+                return
+            cursor.execute(
+                f"DELETE FROM {table} WHERE day IN ({day_list}) AND NOT EXISTS "
+                f"(SELECT 1 FROM {self.TOTALS} t WHERE t.day IN ({day_list}) AND {same_key})",
+                params + params,
+            )
+            cursor.execute(
+                f"UPDATE {table} SET quantity = t.quantity, event_count = t.event_count "
+                f"FROM {self.TOTALS} t WHERE {table}.day IN ({day_list}) "
+                f"AND t.day IN ({day_list}) AND {same_key} "
+                f"AND ({table}.quantity <> t.quantity OR {table}.event_count <> t.event_count)",
+                params + params,
+            )
+            # The rows left are exactly the totals' keys that exist: insert the others.
+            # Not with an anti-join: its plan follows the table's statistics, and a
+            # table that was nearly empty at its last ANALYZE turns it into a nested
+            # loop over a sequential scan.
+            cursor.execute(
+                f"{insert} ON CONFLICT (tenant_id, day, meter_id, dimension, source) DO NOTHING",
+                params,
+            )
+
+
+def covers_every_event(first: date, last: date) -> bool:
+    """Whether every stored event occurred between `first` and `last` (UTC days).
+
+    Two index lookups (separate queries: SQLite optimizes a lone MIN or MAX only).
+    """
+    events = UsageEvent.objects.order_by()
+    earliest = events.aggregate(at=Min("occurred_at"))["at"]
+    latest = events.aggregate(at=Max("occurred_at"))["at"]
+    start, end = day_bounds(first, last)
+    return earliest is None or (start <= earliest and latest < end)
+
+
+def as_date(value) -> date:
+    return date.fromisoformat(value) if isinstance(value, str) else value
 
 
 def record_distinct_values(day: date, watermark: int) -> None:

@@ -6,8 +6,10 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from accounts.models import Tenant
-from billing.models import DailyUsage, RollupRun
+from billing.models import DailyUsage, RolledDay, RollupRun
+from billing.rollup import RollupBatch
 from billing.usage import UsageFilters, usage_summary
+from metering.models import Meter
 from tests.billing.conftest import rollup, send
 from tests.billing.oracle import brute_force, summary_as_dict
 from tests.factories import make_tenant
@@ -219,3 +221,68 @@ def test_distinct_counts_over_the_period_and_by_source(world, day1_day2):
         }
         assert by_day == {day1.date(): 1, day2.date(): 2}, stage
         rollup()
+
+
+def test_crash_in_a_later_transaction_keeps_the_days_already_committed(
+    world, day1_day2, monkeypatch
+):
+    day1, day2 = day1_day2
+    monkeypatch.setattr(RollupBatch, "ROWS_PER_TRANSACTION", 1)  # one day per transaction
+    send(
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1},
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day2},
+    )
+    rollup()
+    send(
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1 + timedelta(hours=1)},
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day2 + timedelta(hours=1)},
+    )
+    with pytest.raises(RuntimeError):
+        rollup(fail_after_days=1)
+    # Day 1 was committed with its watermark, day 2 kept its previous rows.
+    assert [r[-1] for r in table() if r[0] == "agent-a"] == [2, 1]
+    assert (
+        RolledDay.objects.get(day=day1.date()).watermark
+        > RolledDay.objects.get(day=day2.date()).watermark
+    )
+    for tenant in (world.agent_a, world.partner):
+        got = summary_as_dict(usage_summary(tenant, day1.date(), day2.date(), "day"))
+        assert got == brute_force(tenant, day1.date(), day2.date(), "day")
+    rollup()
+    assert [r[-1] for r in table() if r[0] == "agent-a"] == [2, 2]
+
+
+def test_recomputing_rewrites_only_rows_that_differ(world, day1_day2):
+    day1, _ = day1_day2
+    send(
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1},
+        {"tenant": "agent-b", "meter": "emails", "quantity": 1, "at": day1},
+    )
+    rollup()
+    ids = dict(DailyUsage.objects.values_list("tenant__slug", "id"))
+    stray = DailyUsage.objects.create(
+        tenant=world.org_b, meter=Meter.objects.get(code="chat_sessions"), day=day1.date(),
+        source="api", quantity=5, event_count=5,
+    )  # fmt: skip
+    send({"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1})
+    run = rollup(days=[day1.date()])
+    assert not DailyUsage.objects.filter(pk=stray.pk).exists()  # the whole day is recomputed
+    after = {slug: (pk, n) for slug, pk, n in DailyUsage.objects.values_list(
+        "tenant__slug", "id", "event_count")}  # fmt: skip
+    assert after["agent-b"] == (ids["agent-b"], 1)  # unchanged: not rewritten
+    assert after["agent-a"] == (ids["agent-a"], 2)  # changed: updated in place
+    assert after["partner-p"] == (ids["partner-p"], 2)  # agent-b is in another tree
+    assert run.rows_written == len(after)
+
+
+def test_rollup_of_some_days_leaves_the_others(world, day1_day2):
+    day1, day2 = day1_day2
+    send(
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1},
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day2},
+    )
+    run = rollup(days=[day2.date()])
+    assert {r[2] for r in table()} == {day2.date()}
+    assert run.events_read == 1
+    rollup(days=[day1.date()])
+    assert {r[2] for r in table()} == {day1.date(), day2.date()}
