@@ -8,8 +8,9 @@ import django_tables2 as tables
 from django.urls import reverse
 from django.utils.html import format_html
 
+from billing.money import round_money
 from metering.models import Meter, UsageEvent
-from reports.formatting import format_quantity
+from reports.formatting import format_money, format_quantity
 
 
 class QuantityColumn(tables.Column):
@@ -168,7 +169,20 @@ class UsageEventTable(tables.Table):
 
 
 class MoneyColumn(QuantityColumn):
-    """Amounts: grouped for reading, the exact decimal in the CSV."""
+    """Amounts in the row's currency (a statement's, a line's statement's, or the
+    table's `currency`): grouped to the minor unit on the page, plain in the CSV."""
+
+    def currency_of(self, record, table) -> str:
+        statement = getattr(record, "statement", record)
+        return getattr(statement, "currency", None) or getattr(table, "currency", None) or "USD"
+
+    def render(self, value, record, table):
+        return format_money(value, self.currency_of(record, table))
+
+    def value(self, value, record, table):
+        if value is None:
+            return ""
+        return str(round_money(value, self.currency_of(record, table)))
 
 
 class StatementTable(tables.Table):
@@ -213,6 +227,10 @@ class StatementLineTable(tables.Table):
 
 
 class MarginTable(tables.Table):
+    def __init__(self, *args, currency: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.currency = currency
+
     meter = tables.Column(verbose_name="Meter")
     retail = MoneyColumn(verbose_name="Retail (charged to customers)")
     wholesale = MoneyColumn(verbose_name="Wholesale (owed upstream)")

@@ -12,6 +12,7 @@ from django_tables2.paginators import LazyPaginator
 
 from accounts.models import Tenant, subtrees_q
 from accounts.selectors import top_tenants, visible_ancestors
+from billing.margin import BASE_FEE
 from billing.statements import month_of, parse_period
 from metering.filtersets import UsageEventFilterSet
 from metering.models import Meter, UsageEvent
@@ -208,15 +209,17 @@ def statement_tables(page) -> dict:
     if page.selected is not None:
         tables["lines"] = StatementLineTable(page.selected.lines.select_related("meter"))
     if page.margin is not None:
-        tables["margin"] = MarginTable(margin_rows(page.margin))
+        tables["margin"] = MarginTable(margin_rows(page.margin), currency=page.margin.currency)
     return tables
 
 
 def margin_rows(margin) -> list[dict]:
+    names = dict(Meter.objects.values_list("code", "name"))
     rows = [
-        {"meter": row.meter, "retail": row.retail, "wholesale": row.wholesale, "margin": row.margin}
+        {"meter": "Base fees" if row.meter == BASE_FEE else names.get(row.meter, row.meter),
+         "retail": row.retail, "wholesale": row.wholesale, "margin": row.margin}
         for row in margin.rows
-    ]
+    ]  # fmt: skip
     rows.append(
         {"meter": "Total", "retail": margin.retail, "wholesale": margin.wholesale,
          "margin": margin.margin}

@@ -1,7 +1,7 @@
 from django import template
 from django.http import QueryDict
 
-from reports.formatting import format_quantity
+from reports.formatting import format_money, format_quantity
 
 register = template.Library()
 
@@ -9,6 +9,11 @@ register = template.Library()
 @register.filter
 def quantity(value) -> str:
     return format_quantity(value)
+
+
+@register.filter
+def money(value, currency: str) -> str:
+    return f"{format_money(value, currency)} {currency}"
 
 
 @register.simple_tag(takes_context=True)
