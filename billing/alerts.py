@@ -47,13 +47,18 @@ def alerting_items(subscription: Subscription, meter_ids=None, policy=None) -> l
 
 
 def check_subscription(subscription, items: list[PlanItem], period: date) -> list[UsageAlert]:
-    start, end = segment_of(subscription, period)
-    used = usage_by_meter(subscription.tenant, start, end, [i.meter.code for i in items])
     done = set(
         UsageAlert.objects.filter(subscription=subscription, period=period).values_list(
             "plan_item_id", "threshold"
         )
     )
+    # Items whose every threshold is already raised this month need no usage query
+    # (the common case on ingestion once a customer is over its limit).
+    items = [i for i in items if any((i.pk, t) not in done for t in i.thresholds)]
+    if not items:
+        return []
+    start, end = segment_of(subscription, period)
+    used = usage_by_meter(subscription.tenant, start, end, [i.meter.code for i in items])
     raised = []
     for item in items:
         quantity = used.get(item.meter_id)
