@@ -51,8 +51,8 @@ def capping_items(tenant: Tenant, meter: Meter, today: date):
     """(subscription, item) pairs for the meter, nearest tenant first."""
     lineage = list(tenant.get_ancestors(include_self=True, ascending=True))
     subscriptions = (
-        Subscription.objects.filter(tenant__in=lineage, starts_on__lte=today)
-        .exclude(ends_on__lt=today)
+        Subscription.objects.in_force(today, today)
+        .filter(tenant__in=lineage)
         .select_related("plan", "tenant")
     )
     depth = {t.pk: position for position, t in enumerate(lineage)}

@@ -28,4 +28,4 @@ class SubscriptionFilterSet(django_filters.FilterSet):
         fields = ["tenant", "plan", "active_on"]
 
     def filter_active_on(self, queryset, name, value):
-        return queryset.filter(starts_on__lte=value).exclude(ends_on__lt=value)
+        return queryset.in_force(value, value)

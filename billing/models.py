@@ -292,6 +292,14 @@ class PlanItem(models.Model):
         return self.limit if self.limit is not None else self.included_quantity
 
 
+class SubscriptionQuerySet(ScopedQuerySet):
+    def in_force(self, start, end=None):
+        """Subscriptions covering any day from `start` to `end` (inclusive; open when
+        None). The one place that says what "active" means for a subscription."""
+        running = self.exclude(ends_on__lt=start)
+        return running if end is None else running.filter(starts_on__lte=end)
+
+
 class Subscription(models.Model):
     """A tenant on a plan from `starts_on` to `ends_on` (inclusive; open when null)."""
 
@@ -302,7 +310,7 @@ class Subscription(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     history = HistoricalRecords()
-    objects = ScopedQuerySet.as_manager()
+    objects = SubscriptionQuerySet.as_manager()
 
     class Meta:
         ordering = ["tenant", "-starts_on"]

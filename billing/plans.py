@@ -171,13 +171,12 @@ def subscription_errors(subscription: Subscription) -> dict:
 
 
 def overlapping(subscription: Subscription):
-    others = Subscription.objects.filter(tenant_id=subscription.tenant_id).exclude(
-        pk=subscription.pk
+    return (
+        Subscription.objects.in_force(subscription.starts_on, subscription.ends_on)
+        .filter(tenant_id=subscription.tenant_id)
+        .exclude(pk=subscription.pk)
+        .select_related("plan")
     )
-    others = others.exclude(ends_on__lt=subscription.starts_on)
-    if subscription.ends_on is not None:
-        others = others.exclude(starts_on__gt=subscription.ends_on)
-    return others.select_related("plan")
 
 
 def can_sell(user, plan: Plan) -> bool:
@@ -233,15 +232,6 @@ def duplicate_plan(plan: Plan, *, customer: Tenant, code: str, name: str = "") -
     return copy
 
 
-def active_subscription(tenant: Tenant, day: date) -> Subscription | None:
-    return (
-        Subscription.objects.filter(tenant=tenant, starts_on__lte=day)
-        .exclude(ends_on__lt=day)
-        .select_related("plan")
-        .first()
-    )
-
-
 ITEM_FIELDS = (
     "included_quantity",
     "limit",
@@ -282,8 +272,8 @@ def subscription_covering(tenant: Tenant, start: date, end: date) -> Subscriptio
     """The tenant's subscription in force at the end of the days start..end (the
     latest one that started by then and had not ended before `start`)."""
     return (
-        Subscription.objects.filter(tenant=tenant, starts_on__lte=end)
-        .exclude(ends_on__lt=start)
+        Subscription.objects.in_force(start, end)
+        .filter(tenant=tenant)
         .select_related("plan")
         .order_by("-starts_on")
         .first()

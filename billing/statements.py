@@ -42,8 +42,7 @@ def parse_period(value: str) -> date:
 
 def subscriptions_in(period: date):
     return (
-        Subscription.objects.filter(starts_on__lte=month_end(period))
-        .exclude(ends_on__lt=period)
+        Subscription.objects.in_force(period, month_end(period))
         .select_related("plan", "tenant")
         .order_by("tenant_id", "starts_on")
     )
