@@ -22,7 +22,6 @@ import http.cookiejar
 import json
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +37,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from tests.processes import stop_group  # noqa: E402  (the same stop as the fault tests)
 
 SEED = 20261125
 METERS = {"call_minutes": "sum", "emails": "count", "chat_sessions": "count"}
@@ -101,16 +102,6 @@ def start(command: list[str], env: dict) -> subprocess.Popen:
         command, cwd=ROOT, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def wait_until_up(base: str, seconds: float = 60) -> None:
@@ -316,8 +307,8 @@ def main():
         elapsed = time.monotonic() - started
         readers.stop()
     finally:
-        stop(web)
-        stop(cluster)
+        stop_group(web)
+        stop_group(cluster)
 
     from django.db import connections
 

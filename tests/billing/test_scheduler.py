@@ -1,7 +1,6 @@
 """A real django-q2 cluster fires the installed rollup schedule."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from accounts.models import PlatformPrincipal
 from billing.models import DailyUsage, RollupRun
 from billing.schedules import ROLLUP_SCHEDULE, install_schedules
 from metering.ingestion import ingest_events
+from tests.processes import stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,12 +68,7 @@ def test_qcluster_runs_the_scheduled_rollup(world, child_env):
         else:
             raise AssertionError("the scheduled rollup did not complete within 90 s")
     finally:
-        os.killpg(cluster.pid, signal.SIGTERM)
-        try:
-            cluster.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(cluster.pid, signal.SIGKILL)
-            cluster.wait()
+        stop_group(cluster)
     assert run.days_recomputed == 1 and run.events_read == 1
     assert broker_in_use() == ("Redis" if os.environ.get("REDIS_URL") else "ORM")
     assert DailyUsage.objects.filter(tenant__slug="partner-p", meter__code="emails").exists()
