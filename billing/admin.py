@@ -313,9 +313,9 @@ class StatementAdmin(ReadOnlyScopedAdmin):
 
 @admin.register(UsageAlert)
 class UsageAlertAdmin(ReadOnlyScopedAdmin):
-    list_display = ("raised_at", "tenant", "meter", "threshold", "period", "usage", "base",
+    list_display = ("raised_at", "tenant", "meter", "percent", "period", "usage", "base",
                     "notified_to")  # fmt: skip
-    list_filter = ("threshold", "period", "plan_item__overage_policy")
+    list_filter = ("percent", "period", "plan_item__overage_policy")
     search_fields = ("tenant__name", "tenant__slug")
     list_select_related = ("tenant", "plan_item__meter")
 

@@ -49,7 +49,7 @@ def alerting_items(subscription: Subscription, meter_ids=None, policy=None) -> l
 def check_subscription(subscription, items: list[PlanItem], period: date) -> list[UsageAlert]:
     done = set(
         UsageAlert.objects.filter(subscription=subscription, period=period).values_list(
-            "plan_item_id", "threshold"
+            "plan_item_id", "percent"
         )
     )
     # Items whose every threshold is already raised this month need no usage query
@@ -81,7 +81,7 @@ def raise_alert(subscription, item, threshold, period, usage) -> UsageAlert | No
                 tenant=subscription.tenant,
                 subscription=subscription,
                 plan_item=item,
-                threshold=threshold,
+                percent=threshold,
                 period=period,
                 usage=usage,
                 base=item.alert_base,
@@ -114,10 +114,10 @@ def alert_recipients(tenant: Tenant) -> list[str]:
 def alert_message(alert: UsageAlert) -> tuple[str, str]:
     item, tenant = alert.plan_item, alert.tenant
     base = "limit" if item.limit is not None else "included quantity"
-    subject = f"{tenant.name}: {item.meter.name} at {alert.threshold}% of the {base}"
+    subject = f"{tenant.name}: {item.meter.name} at {alert.percent}% of the {base}"
     body = (
         f"{tenant.name} ({tenant.slug}) has used {alert.usage.normalize():f} {item.meter.unit} "
-        f"of {item.meter.name} in {alert.period:%B %Y}, crossing {alert.threshold}% of the "
+        f"of {item.meter.name} in {alert.period:%B %Y}, crossing {alert.percent}% of the "
         f"{base} ({alert.base.normalize():f}) of plan {item.plan.code}.\n"
         f"Overage policy: {item.get_overage_policy_display()}.\n"
     )

@@ -397,7 +397,7 @@ class UsageAlert(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="usage_alerts")
     subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="alerts")
     plan_item = models.ForeignKey(PlanItem, on_delete=models.CASCADE, related_name="alerts")
-    threshold = models.PositiveSmallIntegerField(help_text="Percent.")
+    percent = models.PositiveSmallIntegerField(help_text="The threshold crossed, in percent.")
     period = models.DateField(help_text="The first day of the month.")
     usage = models.DecimalField(max_digits=28, decimal_places=6)
     base = models.DecimalField(
@@ -412,10 +412,10 @@ class UsageAlert(models.Model):
         ordering = ["-raised_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["subscription", "plan_item", "threshold", "period"],
+                fields=["subscription", "plan_item", "percent", "period"],
                 name="usage_alert_once",
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.tenant} {self.plan_item.meter.code} {self.threshold}% {self.period:%Y-%m}"
+        return f"{self.tenant} {self.plan_item.meter.code} {self.percent}% {self.period:%Y-%m}"

@@ -246,7 +246,7 @@ class UsageAlertTable(tables.Table):
     raised_at = tables.DateTimeColumn(verbose_name="Raised", format="Y-m-d H:i")
     tenant = tables.Column(accessor="tenant__name")
     meter = tables.Column(accessor="plan_item__meter__name")
-    threshold = tables.Column(verbose_name="Threshold (%)")
+    percent = tables.Column(verbose_name="Threshold (%)")
     usage = QuantityColumn()
     base = QuantityColumn(verbose_name="Limit or included")
     policy = tables.Column(accessor="plan_item__overage_policy", verbose_name="Policy")

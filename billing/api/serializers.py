@@ -208,7 +208,7 @@ class UsageAlertSerializer(serializers.ModelSerializer):
             "meter",
             "plan",
             "policy",
-            "threshold",
+            "percent",
             "period",
             "usage",
             "base",

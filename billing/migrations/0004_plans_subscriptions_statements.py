@@ -188,7 +188,7 @@ class Migration(migrations.Migration):
             name='UsageAlert',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('threshold', models.PositiveSmallIntegerField(help_text='Percent.')),
+                ('percent', models.PositiveSmallIntegerField(help_text='The threshold crossed, in percent.')),
                 ('period', models.DateField(help_text='The first day of the month.')),
                 ('usage', models.DecimalField(decimal_places=6, max_digits=28)),
                 ('base', models.DecimalField(decimal_places=6, help_text='The limit or included quantity.', max_digits=20)),
@@ -220,6 +220,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='usagealert',
-            constraint=models.UniqueConstraint(fields=('subscription', 'plan_item', 'threshold', 'period'), name='usage_alert_once'),
+            constraint=models.UniqueConstraint(fields=('subscription', 'plan_item', 'percent', 'period'), name='usage_alert_once'),
         ),
     ]

@@ -150,13 +150,13 @@ def test_alerts_are_raised_once_per_threshold_and_mailed(
     send(calls("agent-a", "6"))
     with django_capture_on_commit_callbacks(execute=True):
         first = check_alerts()
-    assert [(a.plan_item.meter.code, a.threshold) for a in first] == [("call_minutes", 50)]
+    assert [(a.plan_item.meter.code, a.percent) for a in first] == [("call_minutes", 50)]
     send(calls("agent-a", "6"))
     with django_capture_on_commit_callbacks(execute=True):
         second = check_alerts()
         again = check_alerts()
         scheduled_rollup()
-    assert [a.threshold for a in second] == [100] and again == []
+    assert [a.percent for a in second] == [100] and again == []
     assert UsageAlert.objects.count() == 2
     assert len(mail.outbox) == 2
     assert mail.outbox[1].to == ["alice@example.com"]
@@ -180,7 +180,7 @@ def test_block_limit_alert_on_ingestion_and_entitlement_flips(
     )
     with django_capture_on_commit_callbacks(execute=True):
         send(*emails("agent-a", 1))
-    assert UsageAlert.objects.get().threshold == 100  # raised by ingestion, not a rollup
+    assert UsageAlert.objects.get().percent == 100  # raised by ingestion, not a rollup
     for tenant in ("org-a", "agent-a"):
         answer = entitlement(tenant)
         assert (answer["allowed"], answer["policy"], answer["limit"]) == (
