@@ -60,6 +60,11 @@ def parse_args():
     parser.add_argument(
         "--web-threads", type=int, default=4, help="threads per gunicorn worker (gthread)"
     )
+    parser.add_argument(
+        "--compact-events", type=int, default=5000,
+        help="USAGE_COMPACT_EVENTS for the portal (0: no compaction)",
+    )  # fmt: skip
+    parser.add_argument("--compact-seconds", type=int, default=10)
     return parser.parse_args()
 
 
@@ -74,6 +79,8 @@ def configure(args) -> dict:
         "USAGE_Q_WORKERS": "2",
         "USAGE_THROTTLE_INGEST": "1000000/min",
         "USAGE_THROTTLE_READ": "1000000/min",
+        "USAGE_COMPACT_EVENTS": str(args.compact_events),
+        "USAGE_COMPACT_SECONDS": str(args.compact_seconds),
         "DJANGO_SETTINGS_MODULE": "usage_portal.settings",
     }
     os.environ.update(env)
@@ -314,6 +321,8 @@ def main():
 
     connections.close_all()
     rollups = RollupRun.objects.filter(trigger="schedule", status="success").count()
+    compactions = RollupRun.objects.filter(trigger="compaction", status="success")
+    compaction_ms = sorted(compactions.values_list("duration_ms", flat=True))
     sent = sum(sum(c.events.values()) for c in clients)
     accepted = sum(c.accepted for c in clients)
     errors = sum(c.errors for c in clients) + readers.errors
@@ -324,6 +333,10 @@ def main():
     print(f"\nIngested {accepted:,} events in {elapsed:.1f} s: {accepted / elapsed:,.0f} events/s "
           f"({args.clients} clients, batches of {args.batch}); scheduled rollups during the "
           f"run: {rollups}")  # fmt: skip
+    if compaction_ms:
+        print(f"Compactions: {len(compaction_ms)} (every {args.compact_events:,} events, at most "
+              f"every {args.compact_seconds} s), median {percentile(compaction_ms, 50):.0f} ms, "
+              f"longest {compaction_ms[-1]} ms")  # fmt: skip
     resends = sum(c.errors for c in clients)
     duplicates = sum(c.duplicates for c in clients)
     print(f"Errors: {errors} (ingest resends {resends}, reader errors {readers.errors}); "

@@ -18,6 +18,7 @@ class BillingConfig(AppConfig):
             receivers.install_schedules_after_migrate, sender=self, dispatch_uid="billing-schedules"
         )
         events_stored.connect(receivers.check_limits_on_ingest, dispatch_uid="billing-limits")
+        events_stored.connect(receivers.compact_tail_on_ingest, dispatch_uid="billing-compaction")
         for signal in (post_save, post_delete):
             signal.connect(
                 receivers.refresh_draft_on_subscription_change,

@@ -4,6 +4,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.alerts import check_block_limits
+from billing.compaction import request_compaction
 from billing.rollup import shift_history
 from billing.schedules import install_schedules
 from billing.statements import month_of, refresh_statement
@@ -19,6 +20,10 @@ def install_schedules_after_migrate(sender, **kwargs):
 
 def check_limits_on_ingest(sender, tenant_ids, meter_ids, **kwargs):
     check_block_limits(tenant_ids, meter_ids)
+
+
+def compact_tail_on_ingest(sender, **kwargs):
+    request_compaction()
 
 
 def refresh_draft_on_subscription_change(sender, instance, **kwargs):

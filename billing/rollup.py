@@ -24,13 +24,15 @@ from accounts.models import Tenant
 from accounts.services import tree_write_lock
 from billing.aggregation import day_bounds, member_values_sql, unique_value_sql
 from billing.models import DailyUsage, RolledDay, RollupRun
+from metering.ingestion import committed_ceiling
 from metering.models import Meter, UsageEvent
 
 # The billing table's key, day first.
 TOTALS_KEY = "day, tenant_id, meter_id, dimension, source"
 
-# Events younger than this are left to the next run: an insert transaction that
-# took its id earlier may not have committed yet.
+# Where the exact ceiling cannot be had in time (see committed_ceiling), events
+# younger than this are left to the next run: an insert transaction that took its
+# id earlier may not have committed yet.
 COMMIT_GRACE = timedelta(seconds=10)
 
 
@@ -56,7 +58,14 @@ class PhaseClock:
 
 
 def current_watermark(grace: timedelta = COMMIT_GRACE) -> int:
-    """The highest event id that every earlier-received event has committed below."""
+    """The highest event id that every earlier-received event has committed below.
+
+    `grace` zero: the highest id, for callers that know no insert is in flight.
+    """
+    if grace:
+        ceiling = committed_ceiling()
+        if ceiling is not None:
+            return ceiling
     top = UsageEvent.objects.aggregate(top=Max("id"))["top"] or 0
     if grace:
         cutoff = timezone.now() - grace
@@ -280,29 +289,39 @@ class RollupBatch:
     def rollup_days(self, days: list[date], crash_before: date | None = None) -> DayResult:
         """Make the days' rows equal to their recomputed subtree totals, in one transaction.
 
+        A day that a run with a higher watermark already wrote is left alone: two
+        runs may overlap (a compaction and the schedule, or a manual run), and
+        the one that read more events must win whatever the order they commit in.
         `crash_before` raises inside the transaction (tests simulate a crash with it).
         """
         phase = self.phase
         with phase("day transactions"), tree_write_lock():
             with phase("check tree"):
                 self.ensure_totals()
+            newer = set(
+                RolledDay.objects.filter(day__in=days, watermark__gt=self.watermark).values_list(
+                    "day", flat=True
+                )
+            )
+            before_crash = days if crash_before is None else days[: days.index(crash_before)]
             with phase("write days"):
-                self.write_days(days if crash_before is None else days[: days.index(crash_before)])
+                self.write_days([day for day in before_crash if day not in newer])
             if crash_before is not None:
                 raise RuntimeError(f"simulated crash before {crash_before}")
+            written = [day for day in days if day not in newer]
             with phase("distinct values"):
-                for day in days:
+                for day in written:
                     record_distinct_values(day, self.watermark)
             with phase("mark days"):
                 RolledDay.objects.bulk_create(
-                    [RolledDay(day=day, watermark=self.watermark) for day in days],
+                    [RolledDay(day=day, watermark=self.watermark) for day in written],
                     update_conflicts=True,
                     unique_fields=["day"],
                     update_fields=["watermark", "rolled_at"],
                 )
         return DayResult(
-            rows_written=sum(self.rows_by_day.get(day, 0) for day in days),
-            events_read=sum(self.events_by_day.get(day, 0) for day in days),
+            rows_written=sum(self.rows_by_day.get(day, 0) for day in written),
+            events_read=sum(self.events_by_day.get(day, 0) for day in written),
         )
 
     def write_days(self, days: list[date]) -> None:

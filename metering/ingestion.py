@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.db import connections, router, transaction
+from django.db import OperationalError, connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -35,6 +35,9 @@ RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]
 # Rows per INSERT statement: 9 columns keeps each well under SQLite's variable limit.
 INSERT_CHUNK = 1000
 LOOKUP_CHUNK = 2000
+# Any fixed number: inserting transactions hold this PostgreSQL advisory lock shared,
+# `committed_ceiling` takes it exclusively for an instant.
+INGEST_GATE_ID = 715_2002
 
 
 @dataclass
@@ -382,12 +385,55 @@ def store_events(rows: list[UsageEvent]) -> IngestResult:
     # them in one global order (by id) means they can never wait in a circle.
     rows = sorted(rows, key=lambda row: row.event_id)
     with transaction.atomic():
+        enter_ingest_gate()
         for start in range(0, len(rows), INSERT_CHUNK):
             inserted.extend(insert_new_events(rows[start : start + INSERT_CHUNK]))
         announce_stored(rows, inserted)
     return IngestResult(
         accepted=len(inserted), duplicates=len(rows) - len(inserted), event_ids=inserted
     )
+
+
+def enter_ingest_gate() -> None:
+    """Mark this transaction as one that inserts events (until it ends)."""
+    conn = connections[router.db_for_write(UsageEvent)]
+    if conn.vendor == "postgresql":
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [INGEST_GATE_ID])
+
+
+def committed_ceiling(wait_seconds: float = 2.0) -> int | None:
+    """The highest event id such that every event with a lower id is committed:
+    no event with an id up to it can still appear. None if that could not be
+    established within `wait_seconds` (a long insert held the gate).
+
+    PostgreSQL hands out ids when a row is inserted, not when it commits, so the
+    highest visible id can sit above an id still in flight. Every inserting
+    transaction holds the ingest gate shared; taking it exclusively waits for
+    those in flight to end and holds new ones back while the highest id is read.
+    SQLite has one writer at a time (IMMEDIATE transactions) whose ids all lie
+    above every committed one: the highest committed id is the ceiling.
+    """
+    conn = connections[router.db_for_write(UsageEvent)]
+    table = conn.ops.quote_name(UsageEvent._meta.db_table)
+    top = f"SELECT COALESCE(MAX(id), 0) FROM {table}"
+    if conn.vendor != "postgresql":
+        with conn.cursor() as cursor:
+            cursor.execute(top)
+            return cursor.fetchone()[0]
+    try:
+        with transaction.atomic(using=conn.alias), conn.cursor() as cursor:
+            cursor.execute("SELECT current_setting('lock_timeout')")
+            previous = cursor.fetchone()[0]
+            timeout = f"{max(1, int(wait_seconds * 1000))}ms"
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [timeout])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [INGEST_GATE_ID])
+            # Inside a caller's transaction the setting would outlive this block.
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+            cursor.execute(top)
+            return cursor.fetchone()[0]
+    except OperationalError:
+        return None
 
 
 def announce_stored(rows: list[UsageEvent], inserted: list[str]) -> None:

@@ -3,6 +3,7 @@
 import time
 
 from django.core.management.base import BaseCommand
+from django.test.utils import override_settings
 from django.utils import timezone
 from tqdm import tqdm
 
@@ -53,7 +54,11 @@ class Command(BaseCommand):
             self.stdout.write("Demo usage already loaded.")
             return
         started = time.monotonic()
-        with tqdm(desc="Usage events", unit="event", disable=no_progress) as bar:
+        # The full rollup below follows at once: no compactions meanwhile.
+        with (
+            tqdm(desc="Usage events", unit="event", disable=no_progress) as bar,
+            override_settings(USAGE_COMPACT_EVENTS=0),
+        ):
             stored = load_demo_usage(timezone.now().date(), days=days, progress=bar)
         seconds = time.monotonic() - started
         self.stdout.write(f"Demo usage: {stored:,} events in {seconds:.0f} s.")

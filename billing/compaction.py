@@ -1,0 +1,45 @@
+"""Keep the real-time tail short while usage streams in.
+
+Every usage summary adds up the events received after the last rollup. With
+the default daily rollup and a few events a second that tail stays small; at
+hundreds of events a second it grows by tens of thousands of events a minute,
+and every page and API read pays for it. So, after an ingestion commits, when
+the events received since the last rollup pass `USAGE_COMPACT_EVENTS`, a rollup
+of the days they touched is queued on the task cluster: at most one every
+`USAGE_COMPACT_SECONDS`. It is the ordinary rollup (same rows, same
+watermarks), so numbers do not change when it runs; it only moves work from
+every read to one background task.
+"""
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Max
+from django_q.tasks import async_task
+
+from billing.models import RollupRun
+from metering.models import UsageEvent
+
+QUEUED_KEY = "billing:compaction-queued"
+
+
+def tail_size_bound() -> int:
+    """At least the number of events received since the last rollup (ids have gaps:
+    PostgreSQL spends one on every duplicate). Two index lookups."""
+    top = UsageEvent.objects.aggregate(top=Max("id"))["top"] or 0
+    return max(0, top - RollupRun.objects.watermark())
+
+
+def compaction_due() -> bool:
+    threshold = settings.USAGE_COMPACT_EVENTS
+    return threshold > 0 and tail_size_bound() >= threshold
+
+
+def request_compaction() -> bool:
+    """Queue a compaction if the tail is long and none was queued lately."""
+    if not compaction_due():
+        return False
+    # cache.add is atomic (Redis SET NX; locally per cache): one queue per interval.
+    if not cache.add(QUEUED_KEY, True, timeout=settings.USAGE_COMPACT_SECONDS):
+        return False
+    async_task("billing.tasks.compact_tail", task_name="compact-tail", group="compaction")
+    return True

@@ -1,0 +1,119 @@
+"""Compaction keeps the real-time tail short; the exact watermark and overlapping runs
+keep every number right while it does."""
+
+import threading
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection, connections, transaction
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from accounts.models import PlatformPrincipal
+from billing.compaction import tail_size_bound
+from billing.models import RolledDay, RollupRun
+from billing.rollup import RollupBatch, current_watermark
+from billing.tasks import compact_tail
+from billing.usage import usage_summary
+from metering.ingestion import committed_ceiling, ingest_events
+from metering.models import UsageEvent
+from tests.billing.conftest import rollup, send
+from tests.billing.oracle import brute_force, summary_as_dict
+
+EMAIL = {"tenant": "agent-a", "meter": "emails", "quantity": 1}
+
+
+def queued_compactions() -> int:
+    return sum(1 for task in OrmQ.objects.all() if task.func() == "billing.tasks.compact_tail")
+
+
+def test_a_long_tail_queues_one_compaction_per_interval(
+    world, settings, django_capture_on_commit_callbacks
+):
+    settings.USAGE_COMPACT_EVENTS = 5
+    settings.USAGE_COMPACT_SECONDS = 60
+    with django_capture_on_commit_callbacks(execute=True):
+        send(*[EMAIL] * 3)
+    assert queued_compactions() == 0  # 3 events wait: below the threshold
+    with django_capture_on_commit_callbacks(execute=True):
+        send(*[EMAIL] * 3)
+    assert queued_compactions() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        send(*[EMAIL] * 10)
+    assert queued_compactions() == 1  # one per interval, however long the tail
+
+
+def test_compaction_is_a_rollup_that_changes_no_number(world, settings):
+    settings.USAGE_COMPACT_EVENTS = 5
+    today = timezone.now().date()
+    rollup()
+    send(*[EMAIL] * 4, {"tenant": "org-a", "meter": "call_minutes", "quantity": "2.5"})
+    send({"tenant": "agent-a", "meter": "storage_units", "quantity": "7",
+          "attributes": {"tier": "hot"}})  # fmt: skip
+    before = {
+        (tenant.slug, group_by): summary_as_dict(usage_summary(tenant, today, today, group_by))
+        for tenant in (world.partner, world.org_a, world.agent_a)
+        for group_by in ("meter", "child", "day")
+    }
+    assert tail_size_bound() >= 6
+    outcome = compact_tail()
+    run = RollupRun.objects.get(pk=outcome["run"])
+    assert (run.trigger, run.status, run.events_read) == ("compaction", "success", 6)
+    assert tail_size_bound() == 0
+    for (slug, group_by), numbers in before.items():
+        tenant = world.partner.__class__.objects.get(slug=slug)
+        after = summary_as_dict(usage_summary(tenant, today, today, group_by))
+        assert after == numbers == brute_force(tenant, today, today, group_by)
+
+
+def test_an_older_run_never_overwrites_a_day_a_newer_run_wrote(world):
+    today = timezone.now().date()
+    send(EMAIL)
+    older_mark = current_watermark(grace=timedelta(0))
+    send(EMAIL, EMAIL)
+    rollup()  # the newer run: three emails on today
+    newer_mark = RolledDay.objects.get(day=today).watermark
+    assert newer_mark > older_mark
+    # A run that read the events up to the older mark commits last.
+    with RollupBatch([today], older_mark) as batch:
+        result = batch.rollup_days([today])
+    assert result.rows_written == 0
+    assert RolledDay.objects.get(day=today).watermark == newer_mark
+    got = summary_as_dict(usage_summary(world.org_a, today, today))
+    assert got == brute_force(world.org_a, today, today, "meter")
+    assert got[("emails", None)] == (Decimal(3), 3)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_watermark_never_passes_an_insert_in_flight(world):
+    """An ingestion holding its transaction open: the ceiling stays below its ids
+    (SQLite) or waits for it to end (PostgreSQL), and the fallback stays below too."""
+    send(EMAIL)
+    committed = UsageEvent.objects.get().pk
+    inserted, release = threading.Event(), threading.Event()
+
+    def slow_ingestion():
+        try:
+            with transaction.atomic():
+                ingest_events([{**EMAIL, "event_id": "in-flight"}], principal=PlatformPrincipal())
+                inserted.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    writer = threading.Thread(target=slow_ingestion)
+    writer.start()
+    try:
+        assert inserted.wait(30)
+        if connection.vendor == "postgresql":
+            assert committed_ceiling(wait_seconds=0.2) is None  # must wait for the insert
+            assert current_watermark() <= committed  # fallback: the grace period
+        else:
+            assert committed_ceiling() == committed
+            assert current_watermark() == committed
+    finally:
+        release.set()
+        writer.join()
+    in_flight = UsageEvent.objects.get(event_id="in-flight").pk
+    assert committed_ceiling() == in_flight == current_watermark()
