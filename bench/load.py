@@ -1,7 +1,8 @@
 """Load: ingestion and reporting at once, on PostgreSQL with the Redis broker.
 
     python bench/load.py [--seconds 60] [--baseline-seconds 20] [--clients 4]
-                         [--readers 2] [--batch 500] [--batches-per-second 1]
+                         [--readers 2] [--read-pause 0.5] [--batch 500]
+                         [--batches-per-second 1] [--compact-events 5000]
 
 Creates a fresh database (`--database-url`, default a local PostgreSQL), loads the
 demo tree with a few days of usage, and starts two gunicorn workers and a task
@@ -11,8 +12,11 @@ the partner report page and the usage API, first alone (baseline), then while
 unchanged after any failure). Afterwards every accepted event must be counted
 exactly once in the usage totals, before and after a final rollup.
 
-Prints events/s, errors, lost and double-counted events, and the read p95 with
-and without ingestion. Targets: 0 errors, 0 lost, 0 double-counted; read p95
+Prints events/s, errors, lost and double-counted events, the machine's CPU use,
+and the read p95 with and without ingestion. Readers pause between requests
+(`--read-pause`, people reading pages); `--read-pause 0` asks back to back, which
+alone keeps every core busy, so the ratio then measures how ingestion's share of
+the CPU queues the reads. Targets: 0 errors, 0 lost, 0 double-counted; read p95
 under ingestion <= 1.2x the baseline. `--batches-per-second 0` ingests as fast
 as the clients can.
 """
@@ -54,6 +58,10 @@ def parse_args():
     parser.add_argument("--baseline-seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--readers", type=int, default=2)
+    parser.add_argument(
+        "--read-pause", type=float, default=0.5,
+        help="seconds each reader waits between requests (0: back to back, a stress test)",
+    )  # fmt: skip
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--batches-per-second", type=float, default=1.0)
     parser.add_argument("--demo-days", type=int, default=3)
@@ -65,6 +73,10 @@ def parse_args():
         help="USAGE_COMPACT_EVENTS for the portal (0: no compaction)",
     )  # fmt: skip
     parser.add_argument("--compact-seconds", type=int, default=10)
+    parser.add_argument(
+        "--ingest-pool", action="store_true",
+        help="one gunicorn worker for reads, another for POST /api/v1/events/ (two in all)",
+    )  # fmt: skip
     return parser.parse_args()
 
 
@@ -111,6 +123,14 @@ def start(command: list[str], env: dict) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def start_web(env: dict, *, workers: int, threads: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    gunicorn = ["-m", "gunicorn", "usage_portal.wsgi:application", "--bind", f"127.0.0.1:{port}",
+                "--workers", str(workers), "--threads", str(threads),
+                "--timeout", "120"]  # fmt: skip
+    return start([sys.executable, *gunicorn], env), f"http://127.0.0.1:{port}"
+
+
 def wait_until_up(base: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -140,9 +160,9 @@ def logged_in_opener(base: str, username: str, password: str):
 class Readers:
     """Threads asking the report page and the usage API in turn, timing each answer."""
 
-    def __init__(self, base, opener, token, partner, count):
+    def __init__(self, base, opener, token, partner, count, pause):
         self.base, self.opener, self.token, self.partner = base, opener, token, partner
-        self.count = count
+        self.count, self.pause = count, pause
         self.timings = defaultdict(list)
         self.errors = 0
         self.last_error = ""
@@ -164,8 +184,10 @@ class Readers:
         api = f"{self.base}/api/v1/usage/?tenant={self.partner}&group_by=child"
         while not self.stopping.is_set():
             self.timed("page", lambda: self.opener.open(page, timeout=60).read())
+            self.stopping.wait(self.pause)
             request = urllib.request.Request(api, headers={"Authorization": f"Token {self.token}"})
             self.timed("api", lambda r=request: urllib.request.urlopen(r, timeout=60).read())
+            self.stopping.wait(self.pause)
 
     def timed(self, kind, call):
         phase, started = self.phase, time.perf_counter()
@@ -233,6 +255,18 @@ class Ingester(threading.Thread):
             self.events[event["meter"]] += 1
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        ticks = [int(n) for n in stat.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def busy_share(before, after) -> float:
+    return (after[0] - before[0]) / max(1, after[1] - before[1])
+
+
 def platform_totals(day) -> dict:
     """Usage of every top tenant (so: of everything) for `day`, per meter."""
     from accounts.models import Tenant
@@ -290,31 +324,39 @@ def main():
     day = datetime.now(UTC).date()
     before = platform_totals(day)
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    gunicorn = ["-m", "gunicorn", "usage_portal.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                "--workers", "2", "--threads", str(args.web_threads),
-                "--timeout", "120"]  # fmt: skip
-    web = start([sys.executable, *gunicorn], env)
+    web, base = start_web(env, workers=1 if args.ingest_pool else 2, threads=args.web_threads)
+    servers = [web]
+    ingest_base = base
+    if args.ingest_pool:
+        # The ingestion endpoint on its own worker, as a load balancer would route it.
+        ingest_web, ingest_base = start_web(env, workers=1, threads=args.web_threads)
+        servers.append(ingest_web)
     cluster = start([sys.executable, "manage.py", "qcluster"], env)
     try:
-        wait_until_up(base)
+        for url in {base, ingest_base}:
+            wait_until_up(url)
         opener = logged_in_opener(base, "partner", "partner-demo-2026")
-        readers = Readers(base, opener, token.key, partner.slug, args.readers)
+        readers = Readers(base, opener, token.key, partner.slug, args.readers, args.read_pause)
         readers.start()
+        cpu_start = cpu_ticks()
         time.sleep(args.baseline_seconds)
         readers.phase = "ingest"
+        cpu_baseline = cpu_ticks()
         started = time.monotonic()
         deadline = started + args.seconds
-        clients = [Ingester(n, base, key, agents, args, deadline) for n in range(args.clients)]
+        clients = [
+            Ingester(n, ingest_base, key, agents, args, deadline) for n in range(args.clients)
+        ]
         for client in clients:
             client.start()
         for client in clients:
             client.join()
         elapsed = time.monotonic() - started
+        cpu_ingest = cpu_ticks()
         readers.stop()
     finally:
-        stop_group(web)
+        for server in servers:
+            stop_group(server)
         stop_group(cluster)
 
     from django.db import connections
@@ -356,7 +398,12 @@ def main():
             print(f"  {meter:<14} {label:<13} events {count:>8,} / sent {expected_n:>8,}  "
                   f"quantity {quantity} / {expected_qty}  {status}")  # fmt: skip
     print(f"Lost: {lost}  double-counted: {doubled}  (sent {sent:,}, accepted {accepted:,})")
-    print("\nRead latency (ms)      p50      p95   samples")
+    print(
+        f"\nMachine CPU busy: {busy_share(cpu_start, cpu_baseline):.0%} reading alone, "
+        f"{busy_share(cpu_baseline, cpu_ingest):.0%} under ingest "
+        f"({os.cpu_count()} cores; readers pause {args.read_pause} s between requests)"
+    )
+    print("Read latency (ms)      p50      p95   samples")
     for kind in ("page", "api"):
         base_p95 = percentile(readers.timings[("baseline", kind)], 95)
         load_p95 = percentile(readers.timings[("ingest", kind)], 95)

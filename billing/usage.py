@@ -17,6 +17,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cached_property
+from typing import NamedTuple
 
 from django.db import connection
 from django.db.models import Sum
@@ -80,7 +82,7 @@ def usage_summary(
     as_of = timezone.now()
     meters = select_meters(filters)
     grouping = Grouping(tenant, group_by)
-    query = TailQuery(tenant, start, end, filters)
+    query = TailQuery(tenant, start, end, filters, [m.pk for m in meters])
     series = DailySeries()
     summable = [m for m in meters if m.aggregation not in {Meter.Aggregation.UNIQUE_COUNT}]
     replaced = query.gauge_days_with_tail([m for m in summable if m.aggregation in GAUGES])
@@ -174,11 +176,26 @@ class Grouping:
         return self.tenant
 
 
+class TailRow(NamedTuple):
+    tenant_id: int
+    lft: int
+    meter_id: int
+    day: date
+    source: str
+    dimension: str
+    value: str | None
+    quantity: object
+    n: int
+
+
 class TailQuery:
     """The subtree, the days and the watermarks that decide what is tail."""
 
-    def __init__(self, tenant: Tenant, start: date, end: date, filters: UsageFilters):
+    def __init__(
+        self, tenant: Tenant, start: date, end: date, filters: UsageFilters, meter_ids: list[int]
+    ):
         self.tenant = tenant
+        self.meter_ids = meter_ids
         self.start, self.end = start, end
         self.filters = filters
         self.start_at, self.end_at = day_bounds(start, end)
@@ -219,50 +236,63 @@ class TailQuery:
                        mark]  # fmt: skip
         return where, params
 
-    # Tail columns a caller may group by, as computed from an event `e` (and its meter `mt`).
-    TAIL_COLUMNS = {
-        "tenant_id": "e.tenant_id",
-        "meter_id": "e.meter_id",
-        "day": None,  # event_day_sql(), per database
-        "source": "e.source",
-        "dimension": "e.dimension",
-        "value": None,  # unique_value_sql(), per database
-    }
-
     def tail_groups(self, meter_ids: list[int], columns: list[str]) -> list[tuple]:
-        """(*columns, quantity sum, event count) over the tail events, grouped by columns.
+        """(*columns, quantity sum, event count) over the tail events of these meters,
+        grouped by columns: tenant_id, lft (the member tenant's), meter_id, day,
+        source, dimension, value (unique_count meters' unique_key value)."""
+        wanted = set(meter_ids)
+        groups: dict[tuple, list] = defaultdict(lambda: [Decimal(0), 0])
+        for row in self.member_rows:
+            if row.meter_id in wanted:
+                cell = groups[tuple(getattr(row, c) for c in columns)]
+                cell[0] += to_decimal(row.quantity)
+                cell[1] += row.n
+        return [(*key, quantity, n) for key, (quantity, n) in groups.items()]
 
-        Columns: tenant_id, meter_id, day, source, dimension, value, and lft (the
-        member tenant's). Raw SQL in two steps: the tail is read from the primary key
-        range and summed per member tenant first (a materialized CTE: a planner
-        otherwise walks the subtree's whole history by tenant and time to find the few
-        new events), and only those sums are joined to their tenants, to keep the
-        subtree and map members to groups. Under heavy ingestion the tail holds tens
-        of thousands of events; joining each of them to its tenant cost ten times
-        more than reading it.
+    @cached_property
+    def member_rows(self) -> list["TailRow"]:
+        """The tail summed per member tenant, meter, day, source, dimension (and value,
+        for distinct counts): read once per summary, whatever it groups by.
+
+        Raw SQL in two steps: the tail is read from the primary key range and summed
+        per member first (a materialized CTE: a planner otherwise walks the subtree's
+        whole history by tenant and time to find the few new events), and only those
+        sums are joined to their tenants, to keep the subtree. Under heavy ingestion
+        the tail holds thousands of events; joining each of them to its tenant cost
+        ten times more than reading it.
         """
-        if not meter_ids:
+        if not self.meter_ids:
             return []
-        expressions = {**self.TAIL_COLUMNS, "day": event_day_sql(), "value": unique_value_sql()}
-        inner = ["tenant_id", *(c for c in columns if c in expressions and c != "tenant_id")]
-        grouped = ", ".join(expressions[c] for c in inner)
-        named = ", ".join(f"{expressions[c]} AS tail_{c}" for c in inner)
-        meter_join = " JOIN metering_meter mt ON mt.id = e.meter_id" if "value" in inner else ""
-        where, params = self.tail_conditions(meter_ids)
-        outer = ", ".join("t.lft" if c == "lft" else f"g.tail_{c}" for c in columns)
+        unique = Meter.Aggregation.UNIQUE_COUNT.value
+        value = f"CASE WHEN mt.aggregation = '{unique}' THEN {unique_value_sql()} END"
+        keys = {
+            "tenant_id": "e.tenant_id",
+            "meter_id": "e.meter_id",
+            "day": event_day_sql(),
+            "source": "e.source",
+            "dimension": "e.dimension",
+            "value": value,
+        }
+        selected = ", ".join(f"{expression} AS {name}" for name, expression in keys.items())
+        where, params = self.tail_conditions(self.meter_ids)
         sql = (
-            f"WITH tail AS MATERIALIZED (SELECT {named}, SUM(e.quantity) AS quantity, "
-            f"COUNT(*) AS n FROM metering_usageevent e{meter_join} "
-            f"WHERE {' AND '.join(where)} GROUP BY {grouped}) "
-            f"SELECT {outer}, SUM(g.quantity), SUM(g.n) FROM tail g "
-            "JOIN accounts_tenant t ON t.id = g.tail_tenant_id "
-            "WHERE t.tree_id = %s AND t.lft >= %s AND t.lft <= %s "
-            f"GROUP BY {outer}"
+            f"WITH tail AS MATERIALIZED (SELECT {selected}, "
+            "SUM(e.quantity) AS quantity, COUNT(*) AS n FROM metering_usageevent e "
+            "JOIN metering_meter mt ON mt.id = e.meter_id "
+            f"WHERE {' AND '.join(where)} GROUP BY {', '.join(keys.values())}) "
+            "SELECT g.tenant_id, t.lft, g.meter_id, g.day, g.source, g.dimension, g.value, "
+            "g.quantity, g.n FROM tail g JOIN accounts_tenant t ON t.id = g.tenant_id "
+            "WHERE t.tree_id = %s AND t.lft >= %s AND t.lft <= %s"
         )
         params += [self.tenant.tree_id, self.tenant.lft, self.tenant.rght]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return [(*row[:-1], int(row[-1])) for row in cursor.fetchall()]
+            return [
+                TailRow(tenant_id, lft, meter_id, as_date(day), source, dimension, value,
+                        quantity, int(n))
+                for tenant_id, lft, meter_id, day, source, dimension, value, quantity, n
+                in cursor.fetchall()
+            ]  # fmt: skip
 
     def gauge_days_with_tail(self, gauges: list[Meter]) -> dict[int, set[date]]:
         """For each gauge meter, the days whose stored value is out of date."""
