@@ -69,10 +69,10 @@ def parse_args():
         "--web-threads", type=int, default=4, help="threads per gunicorn worker (gthread)"
     )
     parser.add_argument(
-        "--compact-events", type=int, default=5000,
-        help="USAGE_COMPACT_EVENTS for the portal (0: no compaction)",
+        "--compact-events", type=int, default=None,
+        help="USAGE_COMPACT_EVENTS for the portal (0: no compaction; default: the portal's)",
     )  # fmt: skip
-    parser.add_argument("--compact-seconds", type=int, default=10)
+    parser.add_argument("--compact-seconds", type=int, default=None)
     parser.add_argument(
         "--ingest-pool", action="store_true",
         help="one gunicorn worker for reads, another for POST /api/v1/events/ (two in all)",
@@ -91,10 +91,12 @@ def configure(args) -> dict:
         "USAGE_Q_WORKERS": "2",
         "USAGE_THROTTLE_INGEST": "1000000/min",
         "USAGE_THROTTLE_READ": "1000000/min",
-        "USAGE_COMPACT_EVENTS": str(args.compact_events),
-        "USAGE_COMPACT_SECONDS": str(args.compact_seconds),
         "DJANGO_SETTINGS_MODULE": "usage_portal.settings",
     }
+    for name, value in (("USAGE_COMPACT_EVENTS", args.compact_events),
+                        ("USAGE_COMPACT_SECONDS", args.compact_seconds)):  # fmt: skip
+        if value is not None:
+            env[name] = str(value)
     os.environ.update(env)
     return env
 
@@ -376,9 +378,13 @@ def main():
           f"({args.clients} clients, batches of {args.batch}); scheduled rollups during the "
           f"run: {rollups}")  # fmt: skip
     if compaction_ms:
-        print(f"Compactions: {len(compaction_ms)} (every {args.compact_events:,} events, at most "
-              f"every {args.compact_seconds} s), median {percentile(compaction_ms, 50):.0f} ms, "
-              f"longest {compaction_ms[-1]} ms")  # fmt: skip
+        from django.conf import settings
+
+        print(
+            f"Compactions: {len(compaction_ms)} (every {settings.USAGE_COMPACT_EVENTS:,} "
+            f"events, at most every {settings.USAGE_COMPACT_SECONDS} s), median "
+            f"{percentile(compaction_ms, 50):.0f} ms, longest {compaction_ms[-1]} ms"
+        )
     resends = sum(c.errors for c in clients)
     duplicates = sum(c.duplicates for c in clients)
     print(f"Errors: {errors} (ingest resends {resends}, reader errors {readers.errors}); "

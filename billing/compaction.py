@@ -4,12 +4,12 @@ Every usage summary adds up the events received after the last rollup. With
 the default daily rollup and a few events a second that tail stays small; at
 hundreds of events a second it grows by tens of thousands of events a minute,
 and every page and API read pays for it. So, after an ingestion commits, when
-the events received since the last rollup pass `USAGE_COMPACT_EVENTS`, a rollup
-of the days they touched is queued on the task cluster: at most one every
-`USAGE_COMPACT_SECONDS`. It is the ordinary rollup (same rows, same
-watermarks), so numbers do not change when it runs; it only moves work from
-every read to one background task.
-"""
+the events received since the last rollup pass `USAGE_COMPACT_EVENTS`, a
+compaction is queued on the task cluster, at most one every
+`USAGE_COMPACT_SECONDS`: `billing.rollup.run_compaction` adds the tail's sums to
+the stored days (or, when the tail holds gauge or distinct-count events, rolls
+its days up whole). The rows are those a rollup gives, so numbers do not change
+when it runs; it only moves work from every read to one background task."""
 
 from django.conf import settings
 from django.core.cache import cache

@@ -1,7 +1,7 @@
 """django-q2 task entry points: thin wrappers over the services (and idempotent)."""
 
 from billing.alerts import check_alerts
-from billing.rollup import run_rollup
+from billing.rollup import run_compaction, run_rollup
 from billing.statements import finalize_closed_periods, refresh_drafts
 
 
@@ -30,5 +30,5 @@ def compact_tail() -> dict:
     Statements and alerts wait for the scheduled rollup: this only shortens the
     real-time tail that every read adds up.
     """
-    run = run_rollup(trigger="compaction")
+    run = run_compaction()
     return {"run": run.pk, "days": run.days_recomputed, "events": run.events_read}

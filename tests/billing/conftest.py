@@ -4,6 +4,7 @@ from itertools import count
 import pytest
 
 from accounts.models import PlatformPrincipal
+from billing.models import DailyUsage
 from billing.rollup import run_rollup
 from metering.ingestion import ingest_events
 from metering.models import Meter
@@ -21,6 +22,15 @@ def latest_meter(db):
         unit="count",
         aggregation="latest",
         group_by="queue",
+    )
+
+
+def billing_table() -> list[tuple]:
+    """Every row of the tenant billing table, comparable between runs."""
+    return sorted(
+        DailyUsage.objects.values_list(
+            "tenant__slug", "meter__code", "day", "dimension", "source", "quantity", "event_count"
+        )
     )
 
 

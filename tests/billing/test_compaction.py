@@ -13,12 +13,12 @@ from django_q.models import OrmQ
 from accounts.models import PlatformPrincipal
 from billing.compaction import tail_size_bound
 from billing.models import RolledDay, RollupRun
-from billing.rollup import RollupBatch, current_watermark
+from billing.rollup import RollupBatch, current_watermark, run_compaction
 from billing.tasks import compact_tail
 from billing.usage import usage_summary
 from metering.ingestion import committed_ceiling, ingest_events
 from metering.models import UsageEvent
-from tests.billing.conftest import rollup, send
+from tests.billing.conftest import billing_table, rollup, send
 from tests.billing.oracle import brute_force, summary_as_dict
 
 EMAIL = {"tenant": "agent-a", "meter": "emails", "quantity": 1}
@@ -66,6 +66,45 @@ def test_compaction_is_a_rollup_that_changes_no_number(world, settings):
         tenant = world.partner.__class__.objects.get(slug=slug)
         after = summary_as_dict(usage_summary(tenant, today, today, group_by))
         assert after == numbers == brute_force(tenant, today, today, group_by)
+
+
+def test_compaction_adds_the_tail_to_the_rows_a_recomputation_would_give(world):
+    today = timezone.now()
+    yesterday = today - timedelta(days=1)
+    minutes = {"meter": "call_minutes", "attributes": {"direction": "inbound"}}
+    send({**minutes, "tenant": "agent-a", "quantity": "1.25", "at": yesterday}, EMAIL)
+    rollup()
+    send(
+        {**minutes, "tenant": "agent-a", "quantity": "2.5", "at": yesterday},  # a late event
+        {**minutes, "tenant": "org-a", "quantity": "0.125", "at": today},  # its own usage
+        {**minutes, "tenant": "agent-a", "quantity": "3", "at": today, "source": "service"},
+        {**minutes, "tenant": "agent-b", "quantity": "7", "at": today},  # another reseller
+        EMAIL,
+        {**EMAIL, "attributes": {"campaign": "x"}},
+    )
+    run = run_compaction()
+    assert (run.trigger, run.status, run.events_read) == ("compaction", "success", 0)  # tail only
+    assert run.days_recomputed == 2 and tail_size_bound() == 0
+    compacted = billing_table()
+    rollup(days=[yesterday.date(), today.date()])  # a full recomputation of both days
+    assert billing_table() == compacted
+    for tenant in (world.partner, world.reseller_a, world.org_a, world.agent_a, world.reseller_b):
+        for group_by in ("meter", "child", "day", "source"):
+            got = summary_as_dict(usage_summary(tenant, yesterday.date(), today.date(), group_by))
+            assert got == brute_force(tenant, yesterday.date(), today.date(), group_by)
+
+
+def test_compaction_recomputes_the_day_when_the_tail_holds_a_gauge_or_a_new_day(world):
+    today = timezone.now().date()
+    send(EMAIL)
+    assert run_compaction().events_read == 1  # today never rolled up: the ordinary rollup
+    send(EMAIL)
+    assert run_compaction().events_read == 0  # summable only: the tail is added
+    send({"tenant": "agent-a", "meter": "storage_units", "quantity": "7",
+          "attributes": {"tier": "hot"}})  # fmt: skip
+    assert run_compaction().events_read == 3  # a gauge: the whole day again
+    got = summary_as_dict(usage_summary(world.org_a, today, today))
+    assert got == brute_force(world.org_a, today, today)
 
 
 def test_an_older_run_never_overwrites_a_day_a_newer_run_wrote(world):

@@ -10,17 +10,9 @@ from billing.models import DailyUsage, RolledDay, RollupRun
 from billing.rollup import RollupBatch
 from billing.usage import UsageFilters, usage_summary
 from metering.models import Meter
-from tests.billing.conftest import rollup, send
+from tests.billing.conftest import billing_table, rollup, send
 from tests.billing.oracle import brute_force, summary_as_dict
 from tests.factories import make_tenant
-
-
-def table():
-    return sorted(
-        DailyUsage.objects.values_list(
-            "tenant__slug", "meter__code", "day", "dimension", "source", "quantity", "event_count"
-        )
-    )
 
 
 @pytest.fixture
@@ -67,9 +59,9 @@ def test_rollup_twice_gives_identical_rows(world, day1_day2):
         {"tenant": "agent-b", "meter": "emails", "quantity": 1, "at": day1},
     )
     first = rollup(days=[day1.date()])
-    rows = table()
+    rows = billing_table()
     second = rollup(days=[day1.date()])
-    assert table() == rows
+    assert billing_table() == rows
     assert first.rows_written == second.rows_written == len(rows)
     # Every ancestor holds its subtree total.
     assert {r[0] for r in rows if r[1] == "call_minutes"} == {
@@ -87,7 +79,7 @@ def test_crash_mid_rollup_leaves_previous_rows_and_next_run_repairs(world, day1_
         {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day2},
     )
     rollup()
-    before = table()
+    before = billing_table()
     send(
         {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1 + timedelta(hours=1)},
         {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day2 + timedelta(hours=1)},
@@ -97,13 +89,13 @@ def test_crash_mid_rollup_leaves_previous_rows_and_next_run_repairs(world, day1_
     failed = RollupRun.objects.first()
     assert failed.status == "failed" and "simulated crash" in failed.error
     # The day it did not reach keeps its previous rows; numbers stay right meanwhile.
-    day2_rows = [r for r in table() if r[2] == day2.date()]
+    day2_rows = [r for r in billing_table() if r[2] == day2.date()]
     assert day2_rows == [r for r in before if r[2] == day2.date()]
     for tenant in (world.agent_a, world.reseller_a):
         got = summary_as_dict(usage_summary(tenant, day1.date(), day2.date(), "day"))
         assert got == brute_force(tenant, day1.date(), day2.date(), "day")
     rollup()
-    assert [r[-1] for r in table() if r[0] == "agent-a"] == [2, 2]
+    assert [r[-1] for r in billing_table() if r[0] == "agent-a"] == [2, 2]
 
 
 def test_late_event_is_visible_before_the_next_rollup(world, day1_day2):
@@ -159,9 +151,9 @@ def test_admin_drag_move_shifts_ancestors_history(world, users, login, day1_day2
     assert Tenant.objects.get(pk=world.org_a.pk).parent_id == world.reseller_b.pk
     totals = dict(DailyUsage.objects.values_list("tenant__slug", "event_count"))
     assert totals == {"agent-a": 1, "org-a": 1, "reseller-b": 1}
-    fresh = table()
+    fresh = billing_table()
     rollup(days=[day1.date()])
-    assert table() == fresh  # the same rows a full recomputation gives
+    assert billing_table() == fresh  # the same rows a full recomputation gives
 
 
 def test_rollup_command_and_run_record(world, capsys, day1_day2):
@@ -240,7 +232,7 @@ def test_crash_in_a_later_transaction_keeps_the_days_already_committed(
     with pytest.raises(RuntimeError):
         rollup(fail_after_days=1)
     # Day 1 was committed with its watermark, day 2 kept its previous rows.
-    assert [r[-1] for r in table() if r[0] == "agent-a"] == [2, 1]
+    assert [r[-1] for r in billing_table() if r[0] == "agent-a"] == [2, 1]
     assert (
         RolledDay.objects.get(day=day1.date()).watermark
         > RolledDay.objects.get(day=day2.date()).watermark
@@ -249,7 +241,7 @@ def test_crash_in_a_later_transaction_keeps_the_days_already_committed(
         got = summary_as_dict(usage_summary(tenant, day1.date(), day2.date(), "day"))
         assert got == brute_force(tenant, day1.date(), day2.date(), "day")
     rollup()
-    assert [r[-1] for r in table() if r[0] == "agent-a"] == [2, 2]
+    assert [r[-1] for r in billing_table() if r[0] == "agent-a"] == [2, 2]
 
 
 def test_recomputing_rewrites_only_rows_that_differ(world, day1_day2):
@@ -282,7 +274,7 @@ def test_rollup_of_some_days_leaves_the_others(world, day1_day2):
         {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day2},
     )
     run = rollup(days=[day2.date()])
-    assert {r[2] for r in table()} == {day2.date()}
+    assert {r[2] for r in billing_table()} == {day2.date()}
     assert run.events_read == 1
     rollup(days=[day1.date()])
-    assert {r[2] for r in table()} == {day1.date(), day2.date()}
+    assert {r[2] for r in billing_table()} == {day1.date(), day2.date()}

@@ -10,9 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.models import PlatformPrincipal, Tenant
+from billing.models import DailyUsage
+from billing.rollup import run_compaction
 from billing.usage import GROUP_BYS, UsageFilters, usage_summary
 from metering.ingestion import ingest_events
-from tests.billing.conftest import rollup
+from tests.billing.conftest import billing_table, rollup
 from tests.billing.oracle import brute_force, summary_as_dict
 from tests.factories import make_tenant
 
@@ -129,4 +131,13 @@ def test_usage_summary_matches_brute_force(latest_meter, shape, first, late, ran
                 assert_agrees(tenants, today)  # ancestors' history shifted
         rollup()
         assert_agrees(tenants, today)
+        # Summable usage streaming in: a compaction adds the tail to the stored days.
+        summable = [spec for spec in late if spec[1] in ("call_minutes", "chat_sessions")]
+        if summable:
+            send(tenants, summable, now, "stream")
+        run_compaction()
+        assert_agrees(tenants, today)
+        compacted = billing_table()
+        rollup(days=sorted(DailyUsage.objects.values_list("day", flat=True).distinct()))
+        assert billing_table() == compacted  # what a full recomputation gives
         transaction.set_rollback(True)
