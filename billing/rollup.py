@@ -201,7 +201,11 @@ def add_tail_to_day(day: date, after_id: int, up_to_id: int) -> int:
     totals of their tenant and every ancestor. Returns the rows touched.
 
     Raw SQL: one INSERT … SELECT … ON CONFLICT DO UPDATE that adds, the same on
-    SQLite and PostgreSQL. A count meter's day value is its number of events.
+    SQLite and PostgreSQL. The tail is summed per member tenant first, then each
+    sum goes to the member and its ancestors, found by walking parent links (a
+    recursive CTE over the few members in the tail: a join on lft/rght ranges
+    scanned the tree once per member). A count meter's day value is its number
+    of events.
     """
     counts = list(
         Meter.objects.filter(aggregation=Meter.Aggregation.COUNT).values_list("pk", flat=True)
@@ -211,21 +215,24 @@ def add_tail_to_day(day: date, after_id: int, up_to_id: int) -> int:
     ops = connection.ops
     with connection.cursor() as cursor:
         cursor.execute(
+            "WITH RECURSIVE tail AS (SELECT e.tenant_id, e.meter_id, e.dimension, e.source, "
+            f"SUM(CASE WHEN {is_count} THEN 1 ELSE e.quantity END) AS quantity, "
+            "COUNT(*) AS n FROM metering_usageevent e "
+            "WHERE e.id > %s AND e.id <= %s AND e.occurred_at >= %s AND e.occurred_at < %s "
+            "GROUP BY e.tenant_id, e.meter_id, e.dimension, e.source), "
+            "chain (member_id, ancestor_id) AS (SELECT DISTINCT tenant_id, tenant_id FROM tail "
+            "UNION ALL SELECT c.member_id, t.parent_id FROM chain c "
+            "JOIN accounts_tenant t ON t.id = c.ancestor_id WHERE t.parent_id IS NOT NULL) "
             "INSERT INTO billing_dailyusage "
             "(tenant_id, meter_id, day, dimension, source, quantity, event_count) "
-            "SELECT a.id, e.meter_id, %s, e.dimension, e.source, "
-            f"SUM(CASE WHEN {is_count} THEN 1 ELSE e.quantity END), COUNT(*) "
-            "FROM metering_usageevent e "
-            "JOIN accounts_tenant m ON m.id = e.tenant_id "
-            "JOIN accounts_tenant a ON a.tree_id = m.tree_id AND a.lft <= m.lft "
-            "AND a.rght >= m.rght "
-            "WHERE e.id > %s AND e.id <= %s AND e.occurred_at >= %s AND e.occurred_at < %s "
-            "GROUP BY a.id, e.meter_id, e.dimension, e.source "
+            "SELECT c.ancestor_id, s.meter_id, %s, s.dimension, s.source, SUM(s.quantity), "
+            "SUM(s.n) FROM tail s JOIN chain c ON c.member_id = s.tenant_id WHERE 1 = 1 "
+            "GROUP BY c.ancestor_id, s.meter_id, s.dimension, s.source "
             "ON CONFLICT (tenant_id, day, meter_id, dimension, source) DO UPDATE SET "
             "quantity = billing_dailyusage.quantity + excluded.quantity, "
             "event_count = billing_dailyusage.event_count + excluded.event_count",
-            [ops.adapt_datefield_value(day), *counts, after_id, up_to_id,
-             ops.adapt_datetimefield_value(start), ops.adapt_datetimefield_value(end)],
+            [*counts, after_id, up_to_id, ops.adapt_datetimefield_value(start),
+             ops.adapt_datetimefield_value(end), ops.adapt_datefield_value(day)],
         )  # fmt: skip
         return max(cursor.rowcount, 0)
 
