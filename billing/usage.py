@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cached_property
+from operator import itemgetter
 from typing import NamedTuple
 
 from django.db import connection
@@ -153,11 +154,8 @@ class Grouping:
         self.group_by = group_by
         self.children = list(tenant.get_children().order_by("lft")) if group_by == "child" else []
         self._lefts = [c.lft for c in self.children]
-
-    @property
-    def row_field(self) -> str | None:
-        """The DailyUsage / UsageEvent column a group comes from, if any."""
-        return {"source": "source", "dimension": "dimension"}.get(self.group_by)
+        # The DailyUsage / UsageEvent column a group comes from, if any.
+        self.row_field = {"source": "source", "dimension": "dimension"}.get(group_by)
 
     def key_of(self, *, day: date, column_value=None, lft: int | None = None):
         if self.group_by == "day":
@@ -184,7 +182,7 @@ class TailRow(NamedTuple):
     source: str
     dimension: str
     value: str | None
-    quantity: object
+    quantity: Decimal
     n: int
 
 
@@ -241,11 +239,13 @@ class TailQuery:
         grouped by columns: tenant_id, lft (the member tenant's), meter_id, day,
         source, dimension, value (unique_count meters' unique_key value)."""
         wanted = set(meter_ids)
+        key_of = itemgetter(*(TailRow._fields.index(c) for c in columns))
+        single = len(columns) == 1
         groups: dict[tuple, list] = defaultdict(lambda: [Decimal(0), 0])
         for row in self.member_rows:
             if row.meter_id in wanted:
-                cell = groups[tuple(getattr(row, c) for c in columns)]
-                cell[0] += to_decimal(row.quantity)
+                cell = groups[(key_of(row),) if single else key_of(row)]
+                cell[0] += row.quantity
                 cell[1] += row.n
         return [(*key, quantity, n) for key, (quantity, n) in groups.items()]
 
@@ -289,7 +289,7 @@ class TailQuery:
             cursor.execute(sql, params)
             return [
                 TailRow(tenant_id, lft, meter_id, as_date(day), source, dimension, value,
-                        quantity, int(n))
+                        to_decimal(quantity), int(n))
                 for tenant_id, lft, meter_id, day, source, dimension, value, quantity, n
                 in cursor.fetchall()
             ]  # fmt: skip
