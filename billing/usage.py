@@ -92,7 +92,7 @@ def usage_summary(
     add_recomputed_gauges(series, grouping, query, replaced)
     rows = fold_period(series, {m.pk: m for m in summable})
     rows += unique_count_rows(grouping, query, [m for m in meters if m not in summable])
-    rows = complete_children(rows, grouping, meters, filters)
+    rows = complete_children(grouping.resolve(rows), grouping, meters, filters)
     rows.sort(key=lambda r: (r.meter.category, r.meter.code, sort_key(r.key)))
     return UsageSummary(
         tenant=tenant,
@@ -166,12 +166,22 @@ class Grouping:
             return self.member_group(lft)
         return None
 
-    def member_group(self, lft: int) -> Tenant:
-        """The direct child whose subtree holds a member (by lft), or the tenant itself."""
+    def member_group(self, lft: int) -> int:
+        """The id of the direct child whose subtree holds a member (by lft), or of
+        the tenant itself. Groups are keyed by id while summing (hashing a model
+        instance costs more than the addition) and resolved by `resolve`."""
         i = bisect.bisect_right(self._lefts, lft) - 1
         if i >= 0 and self.children[i].lft <= lft <= self.children[i].rght:
-            return self.children[i]
-        return self.tenant
+            return self.children[i].pk
+        return self.tenant.pk
+
+    def resolve(self, rows: list["UsageRow"]) -> list["UsageRow"]:
+        """Grouped by child: the rows' tenant ids become the tenants."""
+        if self.group_by == "child":
+            by_id = {self.tenant.pk: self.tenant, **{c.pk: c for c in self.children}}
+            for row in rows:
+                row.key = by_id[row.key]
+        return rows
 
 
 class TailRow(NamedTuple):
@@ -318,7 +328,6 @@ def read_stored(series, grouping, query, meters, skip) -> None:
     if grouping.row_field:
         columns.append(grouping.row_field)
     tenant_ids = [tenant.pk, *(c.pk for c in grouping.children)]
-    by_id = {tenant.pk: tenant, **{c.pk: c for c in grouping.children}}
     totals = (
         rows.filter(tenant_id__in=tenant_ids)
         .values(*columns)
@@ -329,12 +338,12 @@ def read_stored(series, grouping, query, meters, skip) -> None:
         day = as_date(row["day"])
         if day in skip.get(row["meter_id"], ()):
             continue
-        owner = by_id[row["tenant_id"]]
+        owner = row["tenant_id"]
         if grouping.group_by == "child":
             # The tenant's own usage is its total less its children's.
             series.add(owner, row["meter_id"], day, row["q"], row["n"])
-            if owner.pk != tenant.pk:
-                series.add(tenant, row["meter_id"], day, row["q"], row["n"], sign=-1)
+            if owner != tenant.pk:
+                series.add(tenant.pk, row["meter_id"], day, row["q"], row["n"], sign=-1)
             continue
         key = grouping.key_of(day=day, column_value=row.get(grouping.row_field))
         series.add(key, row["meter_id"], day, row["q"], row["n"])
