@@ -11,14 +11,19 @@ the stored days (or, when the tail holds gauge or distinct-count events, rolls
 its days up whole). The rows are those a rollup gives, so numbers do not change
 when it runs; it only moves work from every read to one background task."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.cache import cache
+from django.utils import timezone
 from django_q.tasks import async_task
 
 from billing.models import RollupRun
 from metering.models import UsageEvent
 
 QUEUED_KEY = "billing:compaction-queued"
+# Compaction runs are kept this long (there may be tens of thousands a day).
+KEEP_COMPACTION_RUNS = timedelta(days=7)
 
 
 def waiting_events(limit: int) -> int:
@@ -41,3 +46,15 @@ def request_compaction() -> bool:
         return False
     async_task("billing.tasks.compact_tail", task_name="compact-tail", group="compaction")
     return True
+
+
+def prune_compaction_runs() -> int:
+    """Forget compaction runs older than KEEP_COMPACTION_RUNS, except the one holding
+    the highest watermark (the billing table's mark, whatever its age)."""
+    newest = RollupRun.objects.filter(status=RollupRun.Status.SUCCESS).order_by("-watermark")
+    old = RollupRun.objects.filter(
+        trigger="compaction", started_at__lt=timezone.now() - KEEP_COMPACTION_RUNS
+    )
+    if (mark := newest.first()) is not None:
+        old = old.exclude(pk=mark.pk)
+    return old.delete()[0]

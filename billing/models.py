@@ -109,7 +109,11 @@ class RollupRun(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
-        indexes = [models.Index(fields=["status", "watermark"], name="rollup_run_status_mark")]
+        indexes = [
+            models.Index(fields=["status", "watermark"], name="rollup_run_status_mark"),
+            # last_success(): every summary asks, and compactions add runs all day.
+            models.Index(fields=["status", "finished_at"], name="rollup_run_status_finished"),
+        ]
 
     def __str__(self) -> str:
         return f"Rollup {self.started_at:%Y-%m-%d %H:%M} ({self.status})"

@@ -1,6 +1,7 @@
 """django-q2 task entry points: thin wrappers over the services (and idempotent)."""
 
 from billing.alerts import check_alerts
+from billing.compaction import prune_compaction_runs
 from billing.rollup import run_compaction, run_rollup
 from billing.statements import finalize_closed_periods, refresh_drafts
 
@@ -12,6 +13,7 @@ def scheduled_rollup() -> dict:
         "run": run.pk,
         "days": run.days_recomputed,
         "rows": run.rows_written,
+        "pruned": prune_compaction_runs(),
         **after_rollup(),
     }
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from accounts.models import PlatformPrincipal
-from billing.compaction import waiting_events
+from billing.compaction import prune_compaction_runs, waiting_events
 from billing.models import RolledDay, RollupRun
 from billing.rollup import RollupBatch, current_watermark, run_compaction
 from billing.tasks import compact_tail
@@ -156,3 +156,21 @@ def test_the_watermark_never_passes_an_insert_in_flight(world):
         writer.join()
     in_flight = UsageEvent.objects.get(event_id="in-flight").pk
     assert committed_ceiling() == in_flight == current_watermark()
+
+
+def test_old_compaction_runs_are_pruned_but_the_watermark_is_kept(world):
+    send(EMAIL)
+    rollup()
+    send(EMAIL)
+    holder = run_compaction()  # holds the highest watermark
+    older = run_compaction()  # nothing new: same watermark, older id
+    recent = run_compaction()
+    week_ago = timezone.now() - timedelta(days=8)
+    RollupRun.objects.filter(pk__in=[holder.pk, older.pk]).update(started_at=week_ago)
+    RollupRun.objects.filter(pk=holder.pk).update(watermark=holder.watermark + 1)
+    assert prune_compaction_runs() == 1
+    assert set(RollupRun.objects.filter(trigger="compaction").values_list("pk", flat=True)) == {
+        holder.pk,
+        recent.pk,
+    }
+    assert RollupRun.objects.watermark() == holder.watermark + 1
