@@ -106,28 +106,39 @@ def run_rollup(
         previous = RollupRun.objects.watermark()
         watermark = max(current_watermark(grace), previous)
         todo = sorted(set(days)) if days is not None else days_with_events(previous, watermark)
+    if progress is not None:
+        progress.reset(total=len(todo))
+    with (
+        recorded_run(trigger, watermark, todo, started) as run,
+        RollupBatch(todo, watermark, phases) as batch,
+    ):
+        for days in batch.transactions():
+            crash = None
+            if fail_after_days is not None:
+                left = fail_after_days - run.days_recomputed
+                crash = days[left] if left < len(days) else None
+            result = batch.rollup_days(days, crash_before=crash)
+            run.days_recomputed += len(days)
+            run.rows_written += result.rows_written
+            run.events_read += result.events_read
+            if progress is not None:
+                progress.update(len(days))
+    return run
+
+
+@contextmanager
+def recorded_run(trigger: str, watermark: int, days: list[date], started: float):
+    """A RollupRun for the work inside: success when it ends, failed (with the
+    traceback) when it raises. Only a successful run moves the watermark."""
     run = RollupRun.objects.create(
         started_at=timezone.now(),
         trigger=trigger,
         watermark=watermark,
-        window_start=todo[0] if todo else None,
-        window_end=todo[-1] if todo else None,
+        window_start=days[0] if days else None,
+        window_end=days[-1] if days else None,
     )
-    if progress is not None:
-        progress.reset(total=len(todo))
     try:
-        with RollupBatch(todo, watermark, phases) as batch:
-            for days in batch.transactions():
-                crash = None
-                if fail_after_days is not None:
-                    left = fail_after_days - run.days_recomputed
-                    crash = days[left] if left < len(days) else None
-                result = batch.rollup_days(days, crash_before=crash)
-                run.days_recomputed += len(days)
-                run.rows_written += result.rows_written
-                run.events_read += result.events_read
-                if progress is not None:
-                    progress.update(len(days))
+        yield run
     except Exception:
         run.status = RollupRun.Status.FAILED
         run.error = traceback.format_exc(limit=5)
@@ -135,7 +146,6 @@ def run_rollup(
         raise
     run.status = RollupRun.Status.SUCCESS
     finish(run, started)
-    return run
 
 
 def run_compaction(*, trigger: str = "compaction") -> RollupRun:
@@ -155,35 +165,19 @@ def run_compaction(*, trigger: str = "compaction") -> RollupRun:
     rolled = RolledDay.objects.filter(day__in=days).count()
     if not days or rolled < len(days) or tail_has_other_than_summable(previous, watermark):
         return run_rollup(trigger=trigger)
-    started = clock.monotonic()
-    run = RollupRun.objects.create(
-        started_at=timezone.now(),
-        trigger=trigger,
-        watermark=watermark,
-        window_start=days[0] if days else None,
-        window_end=days[-1] if days else None,
-    )
-    try:
-        with tree_write_lock():
-            # Read again under the lock: a run may have written these days meanwhile.
-            marks = dict(RolledDay.objects.filter(day__in=days).values_list("day", "watermark"))
-            for day in days:
-                # A day holds no event between its own mark and `previous` above it:
-                # a run that moved the watermark to `previous` had rolled it up.
-                after = max(marks[day], previous)
-                if after < watermark:
-                    run.rows_written += add_tail_to_day(day, after, watermark)
-                    run.days_recomputed += 1
-            RolledDay.objects.filter(day__in=days, watermark__lt=watermark).update(
-                watermark=watermark, rolled_at=timezone.now()
-            )
-    except Exception:
-        run.status = RollupRun.Status.FAILED
-        run.error = traceback.format_exc(limit=5)
-        finish(run, started)
-        raise
-    run.status = RollupRun.Status.SUCCESS
-    finish(run, started)
+    with recorded_run(trigger, watermark, days, clock.monotonic()) as run, tree_write_lock():
+        # Read again under the lock: a run may have written these days meanwhile.
+        marks = dict(RolledDay.objects.filter(day__in=days).values_list("day", "watermark"))
+        for day in days:
+            # A day holds no event between its own mark and `previous` above it:
+            # a run that moved the watermark to `previous` had rolled it up.
+            after = max(marks[day], previous)
+            if after < watermark:
+                run.rows_written += add_tail_to_day(day, after, watermark)
+                run.days_recomputed += 1
+        RolledDay.objects.filter(day__in=days, watermark__lt=watermark).update(
+            watermark=watermark, rolled_at=timezone.now()
+        )
     return run
 
 

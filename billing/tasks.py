@@ -27,7 +27,8 @@ def finalize_statements() -> dict:
 
 
 def compact_tail() -> dict:
-    """Roll up the days that received events since the last rollup (see billing.compaction).
+    """Fold the events received since the last rollup into the billing table
+    (see billing.compaction and billing.rollup.run_compaction).
 
     Statements and alerts wait for the scheduled rollup: this only shortens the
     real-time tail that every read adds up.
