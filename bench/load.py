@@ -3,7 +3,7 @@
     python bench/load.py [--seconds 60] [--baseline-seconds 20] [--clients 4]
                          [--readers 2] [--read-pause 0.5] [--batch 500]
                          [--batches-per-second 1] [--ingest-pool]
-                         [--rollup-minutes 1] [--compact-events N]
+                         [--rollup-minutes 1] [--compact-events N] [--nice 0]
 
 Creates a fresh database (`--database-url`, default a local PostgreSQL), loads the
 demo tree with a few days of usage, and starts two gunicorn workers (with
@@ -22,11 +22,18 @@ alone keeps every core busy, so the ratio then measures how ingestion's share of
 the CPU queues the reads. Targets: 0 errors, 0 lost, 0 double-counted; read p95
 under ingestion <= 1.2x the baseline. `--batches-per-second 0` ingests as fast
 as the clients can.
+
+The ingesting clients run in a process of their own (integrations are other
+machines: their work must not hold the readers' interpreter lock). With
+`--ingest-pool`, `--nice N` lowers the CPU priority of the ingestion workers and
+the task cluster (default 0: the readers' priority).
 """
 
 import argparse
+import concurrent.futures
 import http.cookiejar
 import json
+import multiprocessing
 import os
 import random
 import socket
@@ -41,6 +48,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -84,6 +92,10 @@ def parse_args():
         "--ingest-pool", action="store_true",
         help="one gunicorn worker for reads, another for POST /api/v1/events/ (two in all)",
     )  # fmt: skip
+    parser.add_argument(
+        "--nice", type=int, default=0,
+        help="with --ingest-pool: CPU niceness of the ingestion workers and the task cluster",
+    )  # fmt: skip
     return parser.parse_args()
 
 
@@ -125,19 +137,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(command: list[str], env: dict) -> subprocess.Popen:
+def start(command: list[str], env: dict, nice: int = 0) -> subprocess.Popen:
+    if nice:
+        command = ["nice", "-n", str(nice), *command]
     return subprocess.Popen(
         command, cwd=ROOT, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
 
-def start_web(env: dict, *, workers: int, threads: int) -> tuple[subprocess.Popen, str]:
+def start_web(
+    env: dict, *, workers: int, threads: int, nice: int = 0
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     gunicorn = ["-m", "gunicorn", "usage_portal.wsgi:application", "--bind", f"127.0.0.1:{port}",
                 "--workers", str(workers), "--threads", str(threads),
                 "--timeout", "120"]  # fmt: skip
-    return start([sys.executable, *gunicorn], env), f"http://127.0.0.1:{port}"
+    return start([sys.executable, *gunicorn], env, nice), f"http://127.0.0.1:{port}"
 
 
 def wait_for_first_scheduled_rollup(seconds: float = 120) -> None:
@@ -186,6 +202,7 @@ class Readers:
         self.base, self.opener, self.token, self.partner = base, opener, token, partner
         self.count, self.pause = count, pause
         self.timings = defaultdict(list)
+        self.spans = defaultdict(list)  # (phase, kind) -> (wall start, wall end) per answer
         self.errors = 0
         self.last_error = ""
         self.phase = "baseline"
@@ -212,7 +229,7 @@ class Readers:
             self.stopping.wait(self.pause)
 
     def timed(self, kind, call):
-        phase, started = self.phase, time.perf_counter()
+        phase, started, wall = self.phase, time.perf_counter(), time.time()
         try:
             call()
         except (urllib.error.URLError, OSError) as error:
@@ -221,6 +238,7 @@ class Readers:
             time.sleep(0.1)
             return
         self.timings[(phase, kind)].append((time.perf_counter() - started) * 1000)
+        self.spans[(phase, kind)].append((wall, time.time()))
 
 
 class Ingester(threading.Thread):
@@ -234,6 +252,7 @@ class Ingester(threading.Thread):
         self.expected = defaultdict(Decimal)  # meter -> quantity accepted
         self.events = defaultdict(int)  # meter -> events accepted
         self.accepted = self.duplicates = self.errors = self.batches = 0
+        self.spans = []  # (wall start, wall end) of each batch sent
 
     def run(self):
         pause = 1 / self.args.batches_per_second if self.args.batches_per_second else 0
@@ -257,6 +276,7 @@ class Ingester(threading.Thread):
 
     def send(self, events):
         body = json.dumps({"events": events}).encode()
+        sent_at = time.time()
         while True:
             request = urllib.request.Request(
                 f"{self.base}/api/v1/events/", data=body, method="POST",
@@ -270,11 +290,63 @@ class Ingester(threading.Thread):
             except (urllib.error.URLError, OSError):
                 self.errors += 1
                 time.sleep(0.2)
+        self.spans.append((sent_at, time.time()))
         self.accepted += answer["accepted"]
         self.duplicates += answer["duplicates"]
         for event in events:
             self.expected[event["meter"]] += Decimal(event["quantity"])
             self.events[event["meter"]] += 1
+
+
+def run_clients(count, base, key, agents, args, deadline) -> list[SimpleNamespace]:
+    """The ingesting clients, as threads of the process this runs in; their tallies."""
+    clients = [Ingester(n, base, key, agents, args, deadline) for n in range(count)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join()
+    fields = ("expected", "events", "accepted", "duplicates", "errors", "spans")
+    return [SimpleNamespace(**{f: getattr(c, f) for f in fields}) for c in clients]
+
+
+def task_spans() -> dict[str, list[tuple[float, float]]]:
+    """(wall start, wall end) of each task the cluster ran, by task function."""
+    from django_q.models import Task
+
+    spans = defaultdict(list)
+    for func, started, stopped in Task.objects.values_list("func", "started", "stopped"):
+        spans[func.rsplit(".", 1)[-1]].append((started.timestamp(), stopped.timestamp()))
+    return spans
+
+
+def slow_read_causes(readers, clients, threshold_of) -> list[str]:
+    """For the reads under ingestion slower than their baseline p95: what overlapped
+    them, beside how often the same thing overlapped any read under ingestion."""
+    busy = {f"task {name}": spans for name, spans in task_spans().items()}
+    busy["ingest batch"] = [span for c in clients for span in c.spans]
+
+    def met(read, spans) -> bool:
+        return any(s < read[1] and read[0] < e for s, e in spans)
+
+    lines = []
+    for kind in ("page", "api"):
+        reads = readers.spans[("ingest", kind)]
+        threshold = threshold_of(kind)
+        slow = [r for r, ms in zip(reads, readers.timings[("ingest", kind)], strict=True)
+                if ms > threshold]  # fmt: skip
+        if not slow:
+            continue
+        shares = [
+            f"{name} {sum(met(r, spans) for r in slow) / len(slow):.0%} "
+            f"(of all reads {sum(met(r, spans) for r in reads) / len(reads):.0%})"
+            for name, spans in sorted(busy.items())
+        ]
+        alone = sum(not any(met(r, spans) for spans in busy.values()) for r in slow)
+        lines.append(
+            f"  {kind}: {len(slow)} reads above the baseline p95 ({threshold:.0f} ms); "
+            f"{alone} met none of these; met {', '.join(shares)}"
+        )
+    return lines
 
 
 def cpu_ticks() -> tuple[int, int]:
@@ -351,9 +423,13 @@ def main():
     ingest_base = base
     if args.ingest_pool:
         # The ingestion endpoint on its own worker, as a load balancer would route it.
-        ingest_web, ingest_base = start_web(env, workers=1, threads=args.web_threads)
+        ingest_web, ingest_base = start_web(
+            env, workers=1, threads=args.web_threads, nice=args.nice
+        )
         servers.append(ingest_web)
-    cluster = start([sys.executable, "manage.py", "qcluster"], env)
+    cluster = start(
+        [sys.executable, "manage.py", "qcluster"], env, args.nice if args.ingest_pool else 0
+    )
     try:
         for url in {base, ingest_base}:
             wait_until_up(url)
@@ -367,13 +443,10 @@ def main():
         cpu_baseline = cpu_ticks()
         started = time.monotonic()
         deadline = started + args.seconds
-        clients = [
-            Ingester(n, ingest_base, key, agents, args, deadline) for n in range(args.clients)
-        ]
-        for client in clients:
-            client.start()
-        for client in clients:
-            client.join()
+        spawn = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            work = pool.submit(run_clients, args.clients, ingest_base, key, agents, args, deadline)
+            clients = work.result()
         elapsed = time.monotonic() - started
         cpu_ingest = cpu_ticks()
         readers.stop()
@@ -430,6 +503,8 @@ def main():
         f"{busy_share(cpu_baseline, cpu_ingest):.0%} under ingest "
         f"({os.cpu_count()} cores; readers pause {args.read_pause} s between requests)"
     )
+    if args.ingest_pool:
+        print(f"Ingestion pool and task cluster at nice {args.nice}")
     print("Read latency (ms)      p50      p95   samples")
     for kind in ("page", "api"):
         base_p95 = percentile(readers.timings[("baseline", kind)], 95)
@@ -439,6 +514,11 @@ def main():
             print(f"  {kind:<4} {phase:<9} {percentile(values, 50):8.1f} "
                   f"{percentile(values, 95):8.1f} {len(values):9}")  # fmt: skip
         print(f"  {kind:<4} p95 ratio under ingest: {load_p95 / base_p95:.2f}")
+    print("What the slow reads met:")
+    for line in slow_read_causes(
+        readers, clients, lambda kind: percentile(readers.timings[("baseline", kind)], 95)
+    ):
+        print(line)
 
 
 if __name__ == "__main__":
