@@ -81,9 +81,17 @@ class UsageEvent(models.Model):
         USER = "user", "User"
         SERVICE = "service", "Service"
 
-    event_id = models.CharField(max_length=128, unique=True)
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="usage_events")
-    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="events")
+    # Unique by a constraint, not unique=True: on PostgreSQL that would add a second,
+    # pattern-matching index that no query uses and every insert maintains.
+    event_id = models.CharField(max_length=128)
+    # No index of their own: the (tenant, occurred_at) and (meter, occurred_at)
+    # indexes lead with them and serve every lookup by tenant or meter.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.PROTECT, related_name="usage_events", db_index=False
+    )
+    meter = models.ForeignKey(
+        Meter, on_delete=models.PROTECT, related_name="events", db_index=False
+    )
     quantity = models.DecimalField(max_digits=20, decimal_places=6)
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(default=timezone.now)
@@ -101,6 +109,7 @@ class UsageEvent(models.Model):
             models.Index(fields=["occurred_at"], name="event_time"),
             models.Index(fields=["received_at"], name="event_received"),
         ]
+        constraints = [models.UniqueConstraint(fields=["event_id"], name="event_id_unique")]
 
     def __str__(self) -> str:
         return self.event_id
