@@ -4,6 +4,7 @@
                          [--readers 2] [--read-pause 0.5] [--batch 500]
                          [--batches-per-second 1] [--ingest-pool]
                          [--rollup-minutes 1] [--compact-events N] [--nice 0]
+                         [--windows 1] [--in-step]
 
 Creates a fresh database (`--database-url`, default a local PostgreSQL), loads the
 demo tree with a few days of usage, and starts two gunicorn workers (with
@@ -23,7 +24,16 @@ the CPU queues the reads. Targets: 0 errors, 0 lost, 0 double-counted; read p95
 under ingestion <= 1.2x the baseline. `--batches-per-second 0` ingests as fast
 as the clients can.
 
-The ingesting clients run in a process of their own (integrations are other
+`--windows N` alternates reading alone and under ingestion N times (each phase's
+total length unchanged): on a shared machine whose speed drifts by tens of
+percent within minutes, both phases then see the same conditions. The windows
+after the first start with a tail of up to USAGE_COMPACT_EVENTS events left by
+the previous ingestion window, as any quiet moment in production does.
+
+Each client sends a batch every 1/--batches-per-second seconds, the clients
+staggered evenly over that interval (independent integrations do not send in
+step; `--in-step` sends all clients' batches at the same instants instead). The
+ingesting clients run in a process of their own (integrations are other
 machines: their work must not hold the readers' interpreter lock). With
 `--ingest-pool`, `--nice N` lowers the CPU priority of the ingestion workers and
 the task cluster (default 0: the readers' priority).
@@ -91,6 +101,14 @@ def parse_args():
     parser.add_argument(
         "--ingest-pool", action="store_true",
         help="one gunicorn worker for reads, another for POST /api/v1/events/ (two in all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--in-step", action="store_true",
+        help="clients send at the same instants (a burst of --clients batches at once)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--windows", type=int, default=1,
+        help="alternate reading alone and under ingestion this many times (same totals)",
     )  # fmt: skip
     parser.add_argument(
         "--nice", type=int, default=0,
@@ -256,11 +274,16 @@ class Ingester(threading.Thread):
 
     def run(self):
         pause = 1 / self.args.batches_per_second if self.args.batches_per_second else 0
+        # Integrations are independent: their batches interleave instead of all
+        # arriving in the same instant every `pause` seconds.
+        if not self.args.in_step:
+            time.sleep(pause * (self.number % self.args.clients) / self.args.clients)
         while time.monotonic() < self.deadline:
             started = time.monotonic()
             self.send(self.make_batch())
             if pause:
-                time.sleep(max(0.0, pause - (time.monotonic() - started)))
+                now = time.monotonic()
+                time.sleep(max(0.0, min(pause - (now - started), self.deadline - now)))
 
     def make_batch(self):
         events = []
@@ -298,9 +321,39 @@ class Ingester(threading.Thread):
             self.events[event["meter"]] += 1
 
 
-def run_clients(count, base, key, agents, args, deadline) -> list[SimpleNamespace]:
+def alternate(args, readers, base, key, agents):
+    """Reading alone, then under ingestion, `--windows` times over (the phases' total
+    lengths stay --baseline-seconds and --seconds). Returns the clients' tallies,
+    the seconds spent ingesting and the machine's CPU ticks per phase."""
+    spawn = multiprocessing.get_context("spawn")
+    clients, elapsed = [], 0.0
+    cpu = {"baseline": [0, 0], "ingest": [0, 0]}
+
+    def count_cpu(phase, before):
+        after = cpu_ticks()
+        cpu[phase][0] += after[0] - before[0]
+        cpu[phase][1] += after[1] - before[1]
+
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        pool.submit(time.sleep, 0).result()  # the clients' process starts before any window
+        for window in range(args.windows):
+            readers.phase, before = "baseline", cpu_ticks()
+            time.sleep(args.baseline_seconds / args.windows)
+            count_cpu("baseline", before)
+            readers.phase, before = "ingest", cpu_ticks()
+            started = time.monotonic()
+            deadline = started + args.seconds / args.windows
+            first = window * args.clients  # client numbers (and so event ids) never repeat
+            work = pool.submit(run_clients, first, args.clients, base, key, agents, args, deadline)
+            clients += work.result()
+            elapsed += time.monotonic() - started
+            count_cpu("ingest", before)
+    return clients, elapsed, cpu
+
+
+def run_clients(first, count, base, key, agents, args, deadline) -> list[SimpleNamespace]:
     """The ingesting clients, as threads of the process this runs in; their tallies."""
-    clients = [Ingester(n, base, key, agents, args, deadline) for n in range(count)]
+    clients = [Ingester(first + n, base, key, agents, args, deadline) for n in range(count)]
     for client in clients:
         client.start()
     for client in clients:
@@ -355,10 +408,6 @@ def cpu_ticks() -> tuple[int, int]:
         ticks = [int(n) for n in stat.readline().split()[1:]]
     idle = ticks[3] + ticks[4]  # idle + iowait
     return sum(ticks) - idle, sum(ticks)
-
-
-def busy_share(before, after) -> float:
-    return (after[0] - before[0]) / max(1, after[1] - before[1])
 
 
 def platform_totals(day) -> dict:
@@ -437,18 +486,7 @@ def main():
         opener = logged_in_opener(base, "partner", "partner-demo-2026")
         readers = Readers(base, opener, token.key, partner.slug, args.readers, args.read_pause)
         readers.start()
-        cpu_start = cpu_ticks()
-        time.sleep(args.baseline_seconds)
-        readers.phase = "ingest"
-        cpu_baseline = cpu_ticks()
-        started = time.monotonic()
-        deadline = started + args.seconds
-        spawn = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as pool:
-            work = pool.submit(run_clients, args.clients, ingest_base, key, agents, args, deadline)
-            clients = work.result()
-        elapsed = time.monotonic() - started
-        cpu_ingest = cpu_ticks()
+        clients, elapsed, cpu = alternate(args, readers, ingest_base, key, agents)
         readers.stop()
     finally:
         for server in servers:
@@ -499,9 +537,10 @@ def main():
                   f"quantity {quantity} / {expected_qty}  {status}")  # fmt: skip
     print(f"Lost: {lost}  double-counted: {doubled}  (sent {sent:,}, accepted {accepted:,})")
     print(
-        f"\nMachine CPU busy: {busy_share(cpu_start, cpu_baseline):.0%} reading alone, "
-        f"{busy_share(cpu_baseline, cpu_ingest):.0%} under ingest "
-        f"({os.cpu_count()} cores; readers pause {args.read_pause} s between requests)"
+        f"\nMachine CPU busy: {cpu['baseline'][0] / max(1, cpu['baseline'][1]):.0%} reading "
+        f"alone, {cpu['ingest'][0] / max(1, cpu['ingest'][1]):.0%} under ingest "
+        f"({os.cpu_count()} cores; readers pause {args.read_pause} s between requests; "
+        f"{args.windows} window(s) of each phase)"
     )
     if args.ingest_pool:
         print(f"Ingestion pool and task cluster at nice {args.nice}")

@@ -248,16 +248,23 @@ class TailQuery:
         """(*columns, quantity sum, event count) over the tail events of these meters,
         grouped by columns: tenant_id, lft (the member tenant's), meter_id, day,
         source, dimension, value (unique_count meters' unique_key value)."""
-        wanted = set(meter_ids)
         key_of = itemgetter(*(TailRow._fields.index(c) for c in columns))
         single = len(columns) == 1
         groups: dict[tuple, list] = defaultdict(lambda: [Decimal(0), 0])
-        for row in self.member_rows:
-            if row.meter_id in wanted:
+        for meter_id in set(meter_ids):
+            for row in self.rows_by_meter.get(meter_id, ()):
                 cell = groups[(key_of(row),) if single else key_of(row)]
                 cell[0] += row.quantity
                 cell[1] += row.n
         return [(*key, quantity, n) for key, (quantity, n) in groups.items()]
+
+    @cached_property
+    def rows_by_meter(self) -> dict[int, list["TailRow"]]:
+        """The member rows by meter: each use walks only its own meters' rows."""
+        by_meter: dict[int, list[TailRow]] = defaultdict(list)
+        for row in self.member_rows:
+            by_meter[row.meter_id].append(row)
+        return by_meter
 
     @cached_property
     def member_rows(self) -> list["TailRow"]:
