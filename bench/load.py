@@ -225,6 +225,7 @@ class Readers:
         self.last_error = ""
         self.phase = "baseline"
         self.stopping = threading.Event()
+        self.recording = threading.Lock()
         self.threads = [threading.Thread(target=self.loop, daemon=True) for _ in range(count)]
 
     def start(self):
@@ -255,8 +256,10 @@ class Readers:
             self.last_error = f"{kind}: {error!r}"
             time.sleep(0.1)
             return
-        self.timings[(phase, kind)].append((time.perf_counter() - started) * 1000)
-        self.spans[(phase, kind)].append((wall, time.time()))
+        elapsed_ms, ended = (time.perf_counter() - started) * 1000, time.time()
+        with self.recording:  # the n-th timing and the n-th span are the same answer's
+            self.timings[(phase, kind)].append(elapsed_ms)
+            self.spans[(phase, kind)].append((wall, ended))
 
 
 class Ingester(threading.Thread):
