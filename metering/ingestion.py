@@ -465,14 +465,14 @@ def insert_new_events(rows: list[UsageEvent]) -> list[str]:
     if conn.vendor == "postgresql":
         # Converting thousands of placeholders in one statement cost the client
         # more than the server's insert; arrays are sent as nine values.
-        arrays = [[adapt(row) for row in rows] for adapt in adapters]
-        typed = ", ".join(f"%s::{ARRAY_TYPES[c]}[]" for c in columns)
+        fields = (UsageEvent._meta.get_field(c) for c in columns)
+        typed = ", ".join(f"%s::{field.db_type(conn)}[]" for field in fields)
         sql = (
             f"INSERT INTO {table} ({names}) SELECT {names} FROM unnest({typed}) "
             f"WITH ORDINALITY AS batch ({names}, position) ORDER BY position "
             f"ON CONFLICT ({event_id}) DO NOTHING RETURNING {event_id}"
         )
-        params = arrays
+        params = [[adapt(row) for row in rows] for adapt in adapters]
     else:
         placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
         params = [adapt(row) for row in rows for adapt in adapters]
@@ -483,17 +483,3 @@ def insert_new_events(rows: list[UsageEvent]) -> list[str]:
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
         return [r[0] for r in cursor.fetchall()]
-
-
-# PostgreSQL element type of each inserted column's array.
-ARRAY_TYPES = {
-    "event_id": "text",
-    "tenant_id": "bigint",
-    "meter_id": "bigint",
-    "quantity": "numeric",
-    "occurred_at": "timestamptz",
-    "received_at": "timestamptz",
-    "source": "text",
-    "dimension": "text",
-    "attributes": "jsonb",
-}
