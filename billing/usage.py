@@ -83,7 +83,7 @@ def usage_summary(
     as_of = timezone.now()
     meters = select_meters(filters)
     grouping = Grouping(tenant, group_by)
-    query = TailQuery(tenant, start, end, filters, [m.pk for m in meters])
+    query = TailQuery(grouping, start, end, filters, [m.pk for m in meters])
     series = DailySeries()
     summable = [m for m in meters if m.aggregation not in {Meter.Aggregation.UNIQUE_COUNT}]
     replaced = query.gauge_days_with_tail([m for m in summable if m.aggregation in GAUGES])
@@ -157,13 +157,15 @@ class Grouping:
         # The DailyUsage / UsageEvent column a group comes from, if any.
         self.row_field = {"source": "source", "dimension": "dimension"}.get(group_by)
 
-    def key_of(self, *, day: date, column_value=None, lft: int | None = None):
+    def key_of(self, *, day: date, column_value=None, child: int | None = None):
+        """The group of a value: `child` is the member's group by child (see
+        member_group), `column_value` its source or dimension."""
         if self.group_by == "day":
             return day
         if self.row_field:
             return column_value
         if self.group_by == "child":
-            return self.member_group(lft)
+            return child
         return None
 
     def member_group(self, lft: int) -> int:
@@ -185,8 +187,8 @@ class Grouping:
 
 
 class TailRow(NamedTuple):
-    tenant_id: int
-    lft: int
+    group: int | None  # grouped by child: member_group's id; otherwise None
+    member: int | None  # the member tenant, for distinct counts only
     meter_id: int
     day: date
     source: str
@@ -196,13 +198,24 @@ class TailRow(NamedTuple):
     n: int
 
 
+# Tenant kinds nest at most this deep (partner, reseller, organization, agent), so
+# a member is at most this many parent links below its tenant's direct child.
+HOPS_TO_CHILD = len(Tenant.ALLOWED_PARENT_KINDS) - 2
+
+
 class TailQuery:
     """The subtree, the days and the watermarks that decide what is tail."""
 
     def __init__(
-        self, tenant: Tenant, start: date, end: date, filters: UsageFilters, meter_ids: list[int]
+        self,
+        grouping: Grouping,
+        start: date,
+        end: date,
+        filters: UsageFilters,
+        meter_ids: list[int],
     ):
-        self.tenant = tenant
+        self.grouping = grouping
+        self.tenant = grouping.tenant
         self.meter_ids = meter_ids
         self.start, self.end = start, end
         self.filters = filters
@@ -246,8 +259,7 @@ class TailQuery:
 
     def tail_groups(self, meter_ids: list[int], columns: list[str]) -> list[tuple]:
         """(*columns, quantity sum, event count) over the tail events of these meters,
-        grouped by columns: tenant_id, lft (the member tenant's), meter_id, day,
-        source, dimension, value (unique_count meters' unique_key value)."""
+        grouped by columns (TailRow's fields)."""
         key_of = itemgetter(*(TailRow._fields.index(c) for c in columns))
         single = len(columns) == 1
         groups: dict[tuple, list] = defaultdict(lambda: [Decimal(0), 0])
@@ -260,56 +272,80 @@ class TailQuery:
 
     @cached_property
     def rows_by_meter(self) -> dict[int, list["TailRow"]]:
-        """The member rows by meter: each use walks only its own meters' rows."""
+        """The rows by meter: each use walks only its own meters' rows."""
         by_meter: dict[int, list[TailRow]] = defaultdict(list)
-        for row in self.member_rows:
+        for row in self.rows:
             by_meter[row.meter_id].append(row)
         return by_meter
 
     @cached_property
-    def member_rows(self) -> list["TailRow"]:
-        """The tail summed per member tenant, meter, day, source, dimension (and value,
-        for distinct counts): read once per summary, whatever it groups by.
+    def rows(self) -> list["TailRow"]:
+        """The tail summed per group, meter, day (and source or dimension when the
+        summary groups by it; and member tenant and value for distinct counts):
+        read once per summary.
 
         Raw SQL in two steps: the tail is read from the primary key range and summed
         per member first (a materialized CTE: a planner otherwise walks the subtree's
         whole history by tenant and time to find the few new events), and only those
-        sums are joined to their tenants, to keep the subtree. Under heavy ingestion
-        the tail holds thousands of events; joining each of them to its tenant cost
-        ten times more than reading it.
+        sums are joined to their tenants, to keep the subtree and, grouped by child,
+        to find each member's group by its parent links. Under heavy ingestion the
+        tail holds thousands of events on hundreds of members; summing them into the
+        summary's groups here leaves Python a few rows instead of one per member.
         """
         if not self.meter_ids:
             return []
         unique = Meter.Aggregation.UNIQUE_COUNT.value
-        value = f"CASE WHEN mt.aggregation = '{unique}' THEN {unique_value_sql()} END"
-        keys = {
+        row_field = self.grouping.row_field
+        grouped = {
             "tenant_id": "e.tenant_id",
+            "member": f"CASE WHEN mt.aggregation = '{unique}' THEN e.tenant_id END",
             "meter_id": "e.meter_id",
             "day": event_day_sql(),
-            "source": "e.source",
-            "dimension": "e.dimension",
-            "value": value,
+            "source": "e.source" if row_field == "source" else None,
+            "dimension": "e.dimension" if row_field == "dimension" else None,
+            "value": f"CASE WHEN mt.aggregation = '{unique}' THEN {unique_value_sql()} END",
         }
-        selected = ", ".join(f"{expression} AS {name}" for name, expression in keys.items())
+        # Columns the summary does not group by are constants, outside GROUP BY.
+        kept = {name: expr for name, expr in grouped.items() if expr}
+        selected = ", ".join(f"{expr} AS {name}" for name, expr in kept.items())
+        outer = [f"g.{name}" if name in kept else "''" for name in grouped if name != "tenant_id"]
+        outer_keys = ", ".join(column for column in outer if column != "''")
         where, params = self.tail_conditions(self.meter_ids)
+        group, joins, group_params = self.group_sql()
         sql = (
             f"WITH tail AS MATERIALIZED (SELECT {selected}, "
             "SUM(e.quantity) AS quantity, COUNT(*) AS n FROM metering_usageevent e "
             "JOIN metering_meter mt ON mt.id = e.meter_id "
-            f"WHERE {' AND '.join(where)} GROUP BY {', '.join(keys.values())}) "
-            "SELECT g.tenant_id, t.lft, g.meter_id, g.day, g.source, g.dimension, g.value, "
-            "g.quantity, g.n FROM tail g JOIN accounts_tenant t ON t.id = g.tenant_id "
-            "WHERE t.tree_id = %s AND t.lft >= %s AND t.lft <= %s"
+            f"WHERE {' AND '.join(where)} GROUP BY {', '.join(kept.values())}) "
+            f"SELECT {group} AS grp, {', '.join(outer)}, SUM(g.quantity), SUM(g.n) "
+            f"FROM tail g JOIN accounts_tenant t ON t.id = g.tenant_id{joins} "
+            "WHERE t.tree_id = %s AND t.lft >= %s AND t.lft <= %s "
+            f"GROUP BY 1, {outer_keys}"
         )
-        params += [self.tenant.tree_id, self.tenant.lft, self.tenant.rght]
+        params += [*group_params, self.tenant.tree_id, self.tenant.lft, self.tenant.rght]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return [
-                TailRow(tenant_id, lft, meter_id, as_date(day), source, dimension, value,
+                TailRow(group, member, meter_id, as_date(day), source, dimension, value,
                         to_decimal(quantity), int(n))
-                for tenant_id, lft, meter_id, day, source, dimension, value, quantity, n
+                for group, member, meter_id, day, source, dimension, value, quantity, n
                 in cursor.fetchall()
             ]  # fmt: skip
+
+    def group_sql(self) -> tuple[str, str, list]:
+        """SQL for a member `t`'s group by child (NULL for other groupings): the
+        ancestor whose parent is the tenant, or the tenant itself for its own usage.
+        Returns (expression, joins, the expression's parameters)."""
+        if self.grouping.group_by != "child":
+            return "NULL", "", []
+        me = self.tenant.pk
+        chain = ["t", *(f"p{hop}" for hop in range(1, HOPS_TO_CHILD + 1))]
+        joins = "".join(
+            f" LEFT JOIN accounts_tenant {node} ON {node}.id = {below}.parent_id"
+            for below, node in zip(chain, chain[1:], strict=False)
+        )
+        cases = " ".join(f"WHEN {node}.parent_id = %s THEN {node}.id" for node in chain)
+        return f"CASE {cases} ELSE %s END", joins, [me] * len(chain) + [me]
 
     def gauge_days_with_tail(self, gauges: list[Meter]) -> dict[int, set[date]]:
         """For each gauge meter, the days whose stored value is out of date."""
@@ -363,13 +399,13 @@ def add_additive_tail(series, grouping, query, meters) -> None:
     if grouping.row_field:
         columns.append(grouping.row_field)
     if grouping.group_by == "child":
-        columns.append("lft")
+        columns.append("group")
     for row in query.tail_groups([m.pk for m in meters], columns):
         values = dict(zip(columns, row, strict=False))
         quantity, count = row[-2], row[-1]
         day = as_date(values["day"])
         key = grouping.key_of(
-            day=day, column_value=values.get(grouping.row_field), lft=values.get("lft")
+            day=day, column_value=values.get(grouping.row_field), child=values.get("group")
         )
         if values["meter_id"] in counts:
             quantity = count
@@ -396,7 +432,8 @@ def add_recomputed_gauges(series, grouping, query, replaced) -> None:
             if query.filters.dimension is not None and dimension != query.filters.dimension:
                 continue
             column = {"source": source, "dimension": dimension}.get(grouping.row_field)
-            key = grouping.key_of(day=as_date(day), column_value=column, lft=lefts[tenant_id])
+            child = grouping.member_group(lefts[tenant_id])
+            key = grouping.key_of(day=as_date(day), column_value=column, child=child)
             series.add(key, meter_id, as_date(day), value, count)
 
 
@@ -447,10 +484,10 @@ def unique_count_rows(grouping, query, meters) -> list[UsageRow]:
         events[(key, meter_id)] += count
     pairs: dict[tuple, set] = defaultdict(set)
     per_day = grouping.group_by == "day"
-    for tenant_id, lft, meter_id, source, value, day in seen_pairs(query, meters, per_day):
+    for tenant_id, child, meter_id, source, value, day in seen_pairs(query, meters, per_day):
         key = grouping.key_of(
             day=day, column_value={"source": source, "dimension": ""}.get(grouping.row_field),
-            lft=lft,
+            child=child,
         )  # fmt: skip
         pairs[(key, meter_id)].add((tenant_id, value))
     by_id = {m.pk: m for m in meters}
@@ -466,9 +503,10 @@ def unique_count_rows(grouping, query, meters) -> list[UsageRow]:
 
 
 def seen_pairs(query, meters, per_day: bool):
-    """(tenant id, lft, meter id, source, value, day) for each pair seen in the period:
-    from the stored month masks, then from the tail's events. With `per_day`, once per
-    day seen; otherwise at least once (day None)."""
+    """(tenant id, its group by child, meter id, source, value, day) for each pair seen
+    in the period: from the stored month masks, then from the tail's events. With
+    `per_day`, once per day seen; otherwise at least once (day None). The group by
+    child is None when the summary groups otherwise."""
     first_month, last_month = query.start.replace(day=1), query.end.replace(day=1)
     stored = DistinctValue.objects.filter(
         subtrees_q([query.tenant], "tenant__"),
@@ -479,21 +517,24 @@ def seen_pairs(query, meters, per_day: bool):
         stored = stored.filter(source=query.filters.source)
     if query.filters.dimension not in (None, ""):
         return
+    grouping = query.grouping
+    by_child = grouping.group_by == "child"
     columns = ("tenant_id", "tenant__lft", "meter_id", "source", "value", "month", "days")
     for tenant_id, lft, meter_id, source, value, month, days in stored.values_list(*columns):
+        child = grouping.member_group(lft) if by_child else None
         month = as_date(month)
         hits = days & period_mask(month, query.start, query.end)
         if hits and not per_day:
-            yield tenant_id, lft, meter_id, source, value, None
+            yield tenant_id, child, meter_id, source, value, None
             continue
         while hits:
             bit = hits & -hits
-            yield tenant_id, lft, meter_id, source, value, month.replace(day=bit.bit_length())
+            yield tenant_id, child, meter_id, source, value, month.replace(day=bit.bit_length())
             hits ^= bit
-    columns = ["tenant_id", "lft", "meter_id", "source", "value", "day"]
+    columns = ["member", "group", "meter_id", "source", "value", "day"]
     for row in query.tail_groups([m.pk for m in meters], columns):
-        tenant_id, lft, meter_id, source, value, day = row[:6]
-        yield tenant_id, lft, meter_id, source, value or "", as_date(day) if per_day else None
+        member, child, meter_id, source, value, day = row[:6]
+        yield member, child, meter_id, source, value or "", as_date(day) if per_day else None
 
 
 def period_mask(month: date, start: date, end: date) -> int:
