@@ -4,7 +4,7 @@
                          [--readers 2] [--read-pause 0.5] [--batch 500]
                          [--batches-per-second 1] [--ingest-pool]
                          [--rollup-minutes 1] [--compact-events N] [--nice 0]
-                         [--windows 1] [--in-step]
+                         [--windows 6] [--in-step]
 
 Creates a fresh database (`--database-url`, default a local PostgreSQL), loads the
 demo tree with a few days of usage, and starts two gunicorn workers (with
@@ -24,11 +24,13 @@ the CPU queues the reads. Targets: 0 errors, 0 lost, 0 double-counted; read p95
 under ingestion <= 1.2x the baseline. `--batches-per-second 0` ingests as fast
 as the clients can.
 
-`--windows N` alternates reading alone and under ingestion N times (each phase's
-total length unchanged): on a shared machine whose speed drifts by tens of
-percent within minutes, both phases then see the same conditions. The windows
-after the first start with a tail of up to USAGE_COMPACT_EVENTS events left by
-the previous ingestion window, as any quiet moment in production does.
+`--windows N` (default 6) alternates reading alone and under ingestion N times
+(each phase's total length unchanged): on a shared machine whose speed drifts by
+tens of percent within minutes, both phases then see the same conditions, and
+the ratio compares like with like; `--windows 1` reads alone for the whole
+baseline, then under ingestion for the whole run, as the first rounds did. The
+windows after the first start with a tail of up to USAGE_COMPACT_EVENTS events
+left by the previous ingestion window, as any quiet moment in production does.
 
 Each client sends a batch every 1/--batches-per-second seconds, the clients
 staggered evenly over that interval (independent integrations do not send in
@@ -107,7 +109,7 @@ def parse_args():
         help="clients send at the same instants (a burst of --clients batches at once)",
     )  # fmt: skip
     parser.add_argument(
-        "--windows", type=int, default=1,
+        "--windows", type=int, default=6,
         help="alternate reading alone and under ingestion this many times (same totals)",
     )  # fmt: skip
     parser.add_argument(
