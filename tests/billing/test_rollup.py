@@ -278,3 +278,33 @@ def test_rollup_of_some_days_leaves_the_others(world, day1_day2):
     assert run.events_read == 1
     rollup(days=[day1.date()])
     assert {r[2] for r in billing_table()} == {day1.date(), day2.date()}
+
+
+def test_tail_by_child_goes_to_each_members_child(world, day1_day2):
+    """Grouped by child, the tail is summed into the children in SQL: an agent three
+    levels below the partner counts for its reseller, the partner's own events for
+    the partner, a child without events shows zeros; distinct counts keep one pair
+    per member and value. The same before a rollup and as a tail over rolled-up days."""
+    make_tenant("reseller", world.partner, slug="reseller-c")
+    day1, _ = day1_day2
+    login = {"meter": "active_users", "quantity": 1, "at": day1, "attributes": {"user_id": "u1"}}
+    batch = (
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1},
+        {"tenant": "org-a", "meter": "emails", "quantity": 1, "at": day1},
+        {"tenant": "partner-p", "meter": "emails", "quantity": 1, "at": day1},
+        {**login, "tenant": "agent-a"},
+        {**login, "tenant": "org-a"},
+    )
+    for rounds, stage in ((1, "raw"), (2, "tail over a rolled-up day")):
+        if rounds == 2:
+            rollup()
+        send(*batch)
+        rows = usage_summary(world.partner, day1.date(), day1.date(), "child").rows
+        by_child = {(r.key.slug, r.meter.code): (r.quantity, r.event_count) for r in rows}
+        assert by_child == {
+            ("partner-p", "emails"): (rounds, rounds),
+            ("reseller-a", "emails"): (2 * rounds, 2 * rounds),
+            ("reseller-c", "emails"): (0, 0),
+            ("reseller-a", "active_users"): (2, 2 * rounds),
+            ("reseller-c", "active_users"): (0, 0),
+        }, stage
