@@ -29,7 +29,7 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 demo: migrate
-	$(PY) manage.py seed_demo --if-empty
+	$(PY) manage.py seed_demo --if-empty --url http://$(HOST):$(PORT)/
 
 # The demo runs over plain HTTP on localhost, so HTTPS-only cookies stay off.
 run: demo

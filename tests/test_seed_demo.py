@@ -51,7 +51,15 @@ def test_if_empty_leaves_existing_data_alone(db, capsys):
     Tenant.objects.create(name="Existing", slug="existing", kind="partner")
     call_command("seed_demo", "--if-empty", "--no-progress", "--no-usage")
     assert Tenant.objects.count() == 1
-    assert "reseller-demo-2026" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "reseller-demo-2026" in out
+    assert "Demo logins (http://127.0.0.1:8000/):" in out
+
+
+def test_logins_name_the_address_the_portal_is_served_at(db, capsys):
+    Tenant.objects.create(name="Existing", slug="existing", kind="partner")
+    call_command("seed_demo", "--if-empty", "--no-progress", "--url", "http://0.0.0.0:9000/")
+    assert "Demo logins (http://0.0.0.0:9000/):" in capsys.readouterr().out
 
 
 def test_demo_billing_plans_and_subscriptions(db, settings):

@@ -14,6 +14,8 @@ from billing.rollup import run_rollup
 from metering.demo import DAYS, load_demo_usage
 from metering.models import UsageEvent
 
+PORTAL_URL = "http://127.0.0.1:8000/"
+
 
 class Command(BaseCommand):
     help = "Load the demo tenant tree and demo users; running it again changes nothing."
@@ -31,9 +33,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--days", type=int, default=DAYS, help=f"Days of usage up to today (default {DAYS})."
         )
+        parser.add_argument(
+            "--url", default=PORTAL_URL, help=f"Where the portal is served (default {PORTAL_URL})."
+        )
 
     def handle(
-        self, *args, if_empty=False, no_progress=False, no_usage=False, days=DAYS, **options
+        self,
+        *args,
+        if_empty=False,
+        no_progress=False,
+        no_usage=False,
+        days=DAYS,
+        url=PORTAL_URL,
+        **options,
     ):
         tree = demo_tree()
         users = demo_users(tree)
@@ -47,7 +59,7 @@ class Command(BaseCommand):
             if not no_usage:
                 self.load_usage(days, no_progress)
             self.load_billing()
-        self.print_logins(users)
+        self.print_logins(users, url)
 
     def load_usage(self, days: int, no_progress: bool):
         if UsageEvent.objects.filter(event_id__startswith="demo-").exists():
@@ -75,8 +87,8 @@ class Command(BaseCommand):
             f"in {time.monotonic() - started:.0f} s."
         )
 
-    def print_logins(self, users):
-        self.stdout.write(self.style.SUCCESS("Demo logins (http://127.0.0.1:8000/):"))
+    def print_logins(self, users, url: str):
+        self.stdout.write(self.style.SUCCESS(f"Demo logins ({url}):"))
         for spec in users:
             where = spec.tenant_slug or "whole platform"
             self.stdout.write(
