@@ -308,8 +308,9 @@ class TailQuery:
         # Columns the summary does not group by are constants, outside GROUP BY.
         kept = {name: expr for name, expr in grouped.items() if expr}
         selected = ", ".join(f"{expr} AS {name}" for name, expr in kept.items())
-        outer = [f"g.{name}" if name in kept else "''" for name in grouped if name != "tenant_id"]
-        outer_keys = ", ".join(column for column in outer if column != "''")
+        # The second step groups by the same keys less the member's own id.
+        keys = [f"g.{name}" for name in kept if name != "tenant_id"]
+        columns = [f"g.{name}" if name in kept else "''" for name in grouped if name != "tenant_id"]
         where, params = self.tail_conditions(self.meter_ids)
         group, joins, group_params = self.group_sql()
         sql = (
@@ -317,10 +318,10 @@ class TailQuery:
             "SUM(e.quantity) AS quantity, COUNT(*) AS n FROM metering_usageevent e "
             "JOIN metering_meter mt ON mt.id = e.meter_id "
             f"WHERE {' AND '.join(where)} GROUP BY {', '.join(kept.values())}) "
-            f"SELECT {group} AS grp, {', '.join(outer)}, SUM(g.quantity), SUM(g.n) "
+            f"SELECT {group} AS grp, {', '.join(columns)}, SUM(g.quantity), SUM(g.n) "
             f"FROM tail g JOIN accounts_tenant t ON t.id = g.tenant_id{joins} "
             "WHERE t.tree_id = %s AND t.lft >= %s AND t.lft <= %s "
-            f"GROUP BY 1, {outer_keys}"
+            f"GROUP BY 1, {', '.join(keys)}"
         )
         params += [*group_params, self.tenant.tree_id, self.tenant.lft, self.tenant.rght]
         with connection.cursor() as cursor:
