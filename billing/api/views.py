@@ -1,14 +1,14 @@
 from datetime import date
 
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import mixins, serializers, viewsets
+from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.api.viewsets import ScopedEditViewSet, ScopedReadOnlyModelViewSet, tenant_or_404
 from accounts.models import Tenant, subtrees_q
 from accounts.services import user_can_manage
 from billing.api.serializers import (
@@ -107,7 +107,7 @@ class UsageView(APIView):
                 }
             )
         query = form.cleaned_data
-        tenant = get_object_or_404(Tenant.objects.visible_to(request.user), slug=query["tenant"])
+        tenant = tenant_or_404(request.user, query["tenant"])
         summary = usage_summary(
             tenant, query["start"], query["end"], query["group_by"], form.filters()
         )
@@ -130,28 +130,15 @@ class UsageView(APIView):
         )
 
 
-class PlanViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    viewsets.GenericViewSet,
-):
+class PlanViewSet(ScopedEditViewSet):
     """Plans with their items inline; written by the managers of the owning tenant
     (platform plans: superusers)."""
 
+    queryset = Plan.objects.select_related("owner", "customer").prefetch_related("items__meter")
     serializer_class = PlanSerializer
     filterset_class = PlanFilterSet
     lookup_field = "code"
     lookup_value_regex = "[-a-zA-Z0-9_]+"
-    http_method_names = ["get", "post", "patch", "head", "options"]
-
-    def get_queryset(self):
-        return (
-            Plan.objects.visible_to(self.request.user)
-            .select_related("owner", "customer")
-            .prefetch_related("items__meter")
-        )
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
@@ -178,23 +165,14 @@ def require_manager(user, owner) -> None:
         )
 
 
-class SubscriptionViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    viewsets.GenericViewSet,
-):
+class SubscriptionViewSet(ScopedEditViewSet):
     """Subscriptions in the caller's subtrees. Starting one while an open one runs
     ends the running one the day before (a mid-month change, prorated by day);
     PATCH can only set `ends_on`."""
 
+    queryset = Subscription.objects.select_related("tenant", "plan")
     serializer_class = SubscriptionSerializer
     filterset_class = SubscriptionFilterSet
-    http_method_names = ["get", "post", "patch", "head", "options"]
-
-    def get_queryset(self):
-        return Subscription.objects.visible_to(self.request.user).select_related("tenant", "plan")
 
     def perform_create(self, serializer):
         data = serializer.validated_data
@@ -230,7 +208,7 @@ class PeriodMixin:
             if required:
                 raise ValidationError({"tenant": ["This parameter is required."]})
             return None
-        return get_object_or_404(Tenant.objects.visible_to(self.request.user), slug=slug)
+        return tenant_or_404(self.request.user, slug)
 
 
 STATEMENT_CSV = [
@@ -248,27 +226,26 @@ STATEMENT_CSV = [
         OpenApiParameter("format", str, enum=["json", "csv"]),
     ]
 )
-class StatementViewSet(PeriodMixin, viewsets.ReadOnlyModelViewSet):
+class StatementViewSet(PeriodMixin, ScopedReadOnlyModelViewSet):
     """Statements: drafts are the live estimate (as of `as_of`), finals never change."""
 
+    queryset = Statement.objects.select_related("tenant").prefetch_related("lines__meter")
     serializer_class = StatementSerializer
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
 
     def get_queryset(self):
-        statements = Statement.objects.visible_to(self.request.user)
+        statements = super().get_queryset()
         params = self.request.query_params
         if params.get("tenant"):
             statements = statements.filter(tenant=self.visible_tenant())
         if params.get("within"):
-            root = get_object_or_404(
-                Tenant.objects.visible_to(self.request.user), slug=params["within"]
-            )
+            root = tenant_or_404(self.request.user, params["within"])
             statements = statements.filter(subtrees_q([root], "tenant__"))
         if params.get("period"):
             statements = statements.filter(period=self.period())
         if params.get("status"):
             statements = statements.filter(status=params["status"])
-        return statements.select_related("tenant").prefetch_related("lines__meter")
+        return statements
 
     def list(self, request, *args, **kwargs):
         if request.accepted_renderer.format == "csv":
@@ -306,9 +283,10 @@ class MarginView(PeriodMixin, APIView):
         return Response(MarginSerializer(reseller_margin(tenant, self.period())).data)
 
 
-class UsageAlertViewSet(PeriodMixin, viewsets.ReadOnlyModelViewSet):
+class UsageAlertViewSet(PeriodMixin, ScopedReadOnlyModelViewSet):
     """Thresholds crossed, newest first; `tenant` includes its subtree."""
 
+    queryset = UsageAlert.objects.select_related("tenant", "plan_item__meter", "plan_item__plan")
     serializer_class = UsageAlertSerializer
 
     @extend_schema(
@@ -321,13 +299,13 @@ class UsageAlertViewSet(PeriodMixin, viewsets.ReadOnlyModelViewSet):
         return super().list(request, *args, **kwargs)
 
     def get_queryset(self):
-        alerts = UsageAlert.objects.visible_to(self.request.user)
+        alerts = super().get_queryset()
         tenant = self.visible_tenant(required=False)
         if tenant is not None:
             alerts = alerts.filter(subtrees_q([tenant], "tenant__"))
         if self.request.query_params.get("period"):
             alerts = alerts.filter(period=self.period())
-        return alerts.select_related("tenant", "plan_item__meter", "plan_item__plan")
+        return alerts
 
 
 class EntitlementView(PeriodMixin, APIView):

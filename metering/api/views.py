@@ -11,6 +11,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 
+from accounts.api.viewsets import ScopedGenericViewSet
 from metering.api.parsers import EventsJSONParser
 from metering.api.serializers import (
     RECORD_CSV_COLUMNS,
@@ -23,6 +24,8 @@ from metering.models import Meter, UsageEvent
 from usage_portal.api.csv import CSVRenderer, streaming_csv
 
 
+# Platform reference data, the same for every caller: not tenant-owned, so not on
+# the scoped base.
 class MeterViewSet(viewsets.ReadOnlyModelViewSet):
     """The meter catalog: what can be metered, in which unit, aggregated how."""
 
@@ -68,20 +71,18 @@ ONE_EVENT = {
 }
 
 
-class UsageEventViewSet(viewsets.GenericViewSet):
+class UsageEventViewSet(ScopedGenericViewSet):
     """Telemetry in (POST) and detailed usage records out (GET, JSON or CSV)."""
 
     throttle_scope = "ingest"
 
+    queryset = UsageEvent.objects.select_related("tenant", "meter")
     serializer_class = UsageEventSerializer
     filterset_class = UsageEventFilterSet
     pagination_class = EventCursorPagination
     parser_classes = [EventsJSONParser]
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
     key_write_scope = "ingest"
-
-    def get_queryset(self):
-        return UsageEvent.objects.visible_to(self.request.user).select_related("tenant", "meter")
 
     @extend_schema(
         parameters=[
