@@ -15,6 +15,7 @@ from mptt.querysets import TreeQuerySet
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
 from accounts.signals import tenant_moved
+from accounts.text import text_problem
 
 
 class TenantQuerySet(TreeQuerySet):
@@ -123,6 +124,17 @@ slug_validator = RegexValidator(
 currency_validator = RegexValidator(r"^[A-Z]{3}$", "Use a three-letter ISO 4217 code (e.g. USD).")
 
 
+# The same answer whoever holds the value: a uniqueness error must not confirm
+# that another tenant's slug or external id exists.
+NOT_AVAILABLE = "This {what} is not available; choose another."
+
+
+def validate_single_line(value: str) -> None:
+    problem = text_problem(value, single_line=True)
+    if problem:
+        raise ValidationError(problem)
+
+
 def validate_timezone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
         raise ValidationError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin).")
@@ -143,8 +155,13 @@ class Tenant(MPTTModel):
         Kind.AGENT: {Kind.ORGANIZATION},
     }
 
-    name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=80, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=200, validators=[validate_single_line])
+    slug = models.SlugField(
+        max_length=80,
+        unique=True,
+        validators=[slug_validator],
+        error_messages={"unique": NOT_AVAILABLE.format(what="slug")},
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     parent = TreeForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
@@ -154,7 +171,10 @@ class Tenant(MPTTModel):
         null=True,
         blank=True,
         unique=True,
-        help_text="The integration's own key for this tenant; unique when set.",
+        validators=[validate_single_line],
+        error_messages={"unique": NOT_AVAILABLE.format(what="external id")},
+        help_text="The integration's own key for this tenant; unique when set, and never "
+        "another tenant's slug (events name a tenant by either).",
     )
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     currency = models.CharField(max_length=3, default="USD", validators=[currency_validator])
@@ -173,6 +193,10 @@ class Tenant(MPTTModel):
     def save(self, *args, **kwargs):
         # An empty external id means "none", so uniqueness applies only when set.
         self.external_id = self.external_id or None
+        # Every write path (API, admin, demo, commands) meets the one namespace.
+        clash = self.namespace_errors()
+        if clash:
+            raise ValidationError(clash)
         moving = self.pk is not None and (
             Tenant.objects.filter(pk=self.pk).values_list("parent_id", flat=True).first()
             != self.parent_id
@@ -192,8 +216,20 @@ class Tenant(MPTTModel):
         kind_error = self.children_kind_error()
         if kind_error:
             errors["kind"] = kind_error
+        errors.update(self.namespace_errors())
         if errors:
             raise ValidationError(errors)
+
+    def namespace_errors(self) -> dict[str, str]:
+        """Slugs and external ids form one namespace, so a reference in an event names
+        exactly one tenant. A tenant's own slug may double as its external id."""
+        others = Tenant.objects.exclude(pk=self.pk) if self.pk else Tenant.objects.all()
+        errors = {}
+        if self.slug and others.filter(external_id=self.slug).exists():
+            errors["slug"] = NOT_AVAILABLE.format(what="slug")
+        if self.external_id and others.filter(slug=self.external_id).exists():
+            errors["external_id"] = NOT_AVAILABLE.format(what="external id")
+        return errors
 
     def parent_error(self) -> str | None:
         """Why the current parent is not allowed for this kind, or None."""
@@ -276,10 +312,14 @@ class ApiKey(AbstractAPIKey):
     class Scope(models.TextChoices):
         INGEST = "ingest", "Send usage events"
         READ = "read", "Read usage, records and tenants"
+        # Granted by superusers only: negative corrections lower upstream bills.
+        CORRECT = "correct", "Send negative corrections (platform operator grants)"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
     scopes = models.JSONField(
-        default=list, help_text='Any of "ingest" and "read", e.g. ["ingest", "read"].'
+        default=list,
+        help_text='Any of "ingest", "read" and "correct" (granted by platform operators '
+        'only), e.g. ["ingest", "read"].',
     )
 
     class Meta(AbstractAPIKey.Meta):

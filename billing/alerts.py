@@ -7,6 +7,7 @@ alert idempotent, also when two processes check at the same moment.
 """
 
 import logging
+import re
 from datetime import date
 
 from django.conf import settings
@@ -15,10 +16,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Membership, Tenant
-from billing.models import PlanItem, Subscription, UsageAlert
+from billing.failures import FailureLog, guarded
+from billing.models import PlanItem, Subscription, TenantFailure, UsageAlert
 from billing.statements import month_of, segment_of, subscriptions_in, usage_by_meter
 
 logger = logging.getLogger(__name__)
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def check_alerts(
@@ -29,11 +32,12 @@ def check_alerts(
     period = month_of(today)
     if subscriptions is None:
         subscriptions = subscriptions_in(period).filter(starts_on__lte=today)
-    raised = []
+    raised, failures = [], FailureLog(TenantFailure.Job.ALERTS)
     for subscription in subscriptions:
-        items = alerting_items(subscription, meter_ids, policy)
-        if items:
-            raised += check_subscription(subscription, items, period)
+        with failures.guard(subscription.tenant):
+            items = alerting_items(subscription, meter_ids, policy)
+            if items:
+                raised += check_subscription(subscription, items, period)
     return raised
 
 
@@ -111,10 +115,16 @@ def alert_recipients(tenant: Tenant) -> list[str]:
     return sorted(set(emails))
 
 
+def header_text(value: str) -> str:
+    """Text for a mail header: line breaks and other controls in stored names (older
+    data, or an operator's import) become spaces, so data can never add a header."""
+    return " ".join(CONTROL_CHARACTERS.sub(" ", value).split())
+
+
 def alert_message(alert: UsageAlert) -> tuple[str, str]:
     item, tenant = alert.plan_item, alert.tenant
     base = "limit" if item.limit is not None else "included quantity"
-    subject = f"{tenant.name}: {item.meter.name} at {alert.percent}% of the {base}"
+    subject = header_text(f"{tenant.name}: {item.meter.name} at {alert.percent}% of the {base}")
     body = (
         f"{tenant.name} ({tenant.slug}) has used {alert.usage.normalize():f} {item.meter.unit} "
         f"of {item.meter.name} in {alert.period:%B %Y}, crossing {alert.percent}% of the "
@@ -125,16 +135,17 @@ def alert_message(alert: UsageAlert) -> tuple[str, str]:
 
 
 def notify(alert: UsageAlert) -> None:
+    """Mail the alert; a failure is the tenant's alone and is recorded (the alert
+    itself stays recorded, listed in the admin and the API, without a mail)."""
+    guarded(TenantFailure.Job.MAIL, alert.tenant, lambda: mail_alert(alert))
+
+
+def mail_alert(alert: UsageAlert) -> None:
     recipients = alert_recipients(alert.tenant)
     if not recipients:
         return
     subject, body = alert_message(alert)
-    try:
-        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
-    except OSError:
-        # The alert stays recorded (listed in the admin and the API) without a mail.
-        logger.exception("Could not mail usage alert %s", alert.pk)
-        return
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
     UsageAlert.objects.filter(pk=alert.pk).update(notified_to=", ".join(recipients))
 
 

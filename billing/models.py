@@ -43,7 +43,9 @@ class DailyUsage(models.Model):
     day = models.DateField()
     dimension = models.CharField(max_length=256, blank=True, default="")
     source = models.CharField(max_length=8, choices=UsageEvent.Source.choices)
-    quantity = models.DecimalField(max_digits=28, decimal_places=6)
+    # 32 digits before the point: more than any rate-limited sender can sum in a day,
+    # so one tenant's huge quantities cannot overflow (and stop) everyone's rollup.
+    quantity = models.DecimalField(max_digits=38, decimal_places=6)
     event_count = models.BigIntegerField()
 
     objects = ScopedQuerySet.as_manager()
@@ -91,11 +93,16 @@ class RollupRun(models.Model):
         RUNNING = "running", "Running"
         SUCCESS = "success", "Success"
         FAILED = "failed", "Failed"
+        # Its process died mid-run (killed, machine lost); a later run redid its days.
+        ABANDONED = "abandoned", "Abandoned"
 
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.RUNNING)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     trigger = models.CharField(max_length=32, default="manual")
+    # Which process runs it, so a later run can tell a dead run from a slow one.
+    host = models.CharField(max_length=255, blank=True, default="")
+    pid = models.IntegerField(null=True, blank=True)
     window_start = models.DateField(null=True, blank=True)
     window_end = models.DateField(null=True, blank=True)
     watermark = models.BigIntegerField(default=0)
@@ -174,7 +181,12 @@ class Plan(models.Model):
     class Period(models.TextChoices):
         MONTH = "month", "Calendar month"
 
-    code = models.SlugField(max_length=64, unique=True)
+    # Codes are platform-wide: the error must not confirm another seller's plan.
+    code = models.SlugField(
+        max_length=64,
+        unique=True,
+        error_messages={"unique": "This code is not available; choose another."},
+    )
     name = models.CharField(max_length=200)
     owner = models.ForeignKey(
         Tenant,
@@ -381,9 +393,9 @@ class StatementLine(models.Model):
     plan_code = models.CharField(max_length=64)
     starts_on = models.DateField()
     ends_on = models.DateField()
-    used = models.DecimalField(max_digits=28, decimal_places=6)
+    used = models.DecimalField(max_digits=38, decimal_places=6)
     included = models.DecimalField(max_digits=20, decimal_places=6)
-    overage = models.DecimalField(max_digits=28, decimal_places=6)
+    overage = models.DecimalField(max_digits=38, decimal_places=6)
     unit_price = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
     tiers = models.JSONField(default=list, blank=True)
     amount = models.DecimalField(max_digits=20, decimal_places=3)
@@ -423,3 +435,33 @@ class UsageAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant} {self.plan_item.meter.code} {self.percent}% {self.period:%Y-%m}"
+
+
+class TenantFailure(models.Model):
+    """A tenant whose statement, finalization, alert check or mail failed in the last
+    run that tried it. The run went on for every other tenant; the next run tries
+    this one again and removes the record once it succeeds."""
+
+    class Job(models.TextChoices):
+        STATEMENT = "statement", "Statement draft"
+        FINALIZE = "finalize", "Statement finalization"
+        ALERTS = "alerts", "Alert check"
+        MAIL = "mail", "Alert mail"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="failures")
+    job = models.CharField(max_length=16, choices=Job.choices)
+    error = models.TextField(help_text="The exception, as the operator needs it to fix the cause.")
+    attempts = models.PositiveIntegerField(default=1)
+    first_failed_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField()
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-last_failed_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "job"], name="tenant_failure_once_per_job")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.job} failing since {self.first_failed_at:%Y-%m-%d %H:%M}"

@@ -17,6 +17,13 @@ from billing.models import Plan, PlanItem, Subscription
 from billing.money import validate_amount_for
 
 MAX_THRESHOLD = 1000
+# Bounds that keep every statement computable (no overflow in rating or storage).
+MAX_UNIT_PRICE = Decimal("1000000")
+PRICE_PLACES = 8
+MAX_FEE = Decimal("100000000")
+# Tier bounds count overage units: at most a quantity's 14 digits and 6 places.
+MAX_QUANTITY = Decimal(10) ** 14
+QUANTITY_PLACES = 6
 
 
 def parse_decimal(value, what: str) -> Decimal:
@@ -33,6 +40,25 @@ def parse_decimal(value, what: str) -> Decimal:
     return number
 
 
+def bounded(number: Decimal, what: str, *, maximum: Decimal, places: int) -> Decimal:
+    """`number` unchanged, or ValidationError naming the bound it breaks."""
+    number = Decimal(number)
+    if number > maximum:
+        raise ValidationError(f"{what} must be at most {maximum:,f}.")
+    if number != number.quantize(Decimal(1).scaleb(-places)):
+        raise ValidationError(f"{what} has at most {places} decimal places.")
+    return number
+
+
+def price_error(value, what: str) -> str | None:
+    """Why a unit price is out of bounds, or None."""
+    try:
+        bounded(value, what, maximum=MAX_UNIT_PRICE, places=PRICE_PLACES)
+    except ValidationError as error:
+        return error.messages[0]
+    return None
+
+
 def clean_tiers(tiers) -> list[dict]:
     """Graduated tiers: `up_to` increasing, every tier closed but the last, which is open.
 
@@ -46,7 +72,13 @@ def clean_tiers(tiers) -> list[dict]:
     for position, tier in enumerate(tiers, start=1):
         if not isinstance(tier, dict) or set(tier) - {"up_to", "unit_price"}:
             raise ValidationError(f"Tier {position}: use only up_to and unit_price.")
-        price = parse_decimal(tier.get("unit_price"), f"Tier {position} unit_price")
+        what = f"Tier {position} unit_price"
+        price = bounded(
+            parse_decimal(tier.get("unit_price"), what),
+            what,
+            maximum=MAX_UNIT_PRICE,
+            places=PRICE_PLACES,
+        )
         up_to = tier.get("up_to")
         last = position == len(tiers)
         if up_to is None:
@@ -55,7 +87,10 @@ def clean_tiers(tiers) -> list[dict]:
                     f"Tier {position}: only the last tier may be open (up_to null)."
                 )
         else:
-            up_to = parse_decimal(up_to, f"Tier {position} up_to")
+            what = f"Tier {position} up_to"
+            up_to = bounded(
+                parse_decimal(up_to, what), what, maximum=MAX_QUANTITY, places=QUANTITY_PLACES
+            )
             if last:
                 raise ValidationError(
                     "The last tier must be open (up_to null) to price every unit."
@@ -108,6 +143,8 @@ def clean_plan_item(
         errors["limit"] = ["The limit cannot be below the included quantity."]
     if unit_price is not None and unit_price < 0:
         errors["unit_price"] = ["Prices cannot be negative."]
+    elif unit_price is not None and (problem := price_error(unit_price, "The unit price")):
+        errors["unit_price"] = [problem]
     if errors:
         raise ValidationError(errors)
     return cleaned
@@ -127,6 +164,8 @@ def duplicate_meter_errors(meters: list) -> dict[int, str]:
 
 def plan_errors(*, owner, customer, currency, base_fee) -> dict:
     errors = validate_amount_for(currency, base_fee, "base_fee")
+    if base_fee is not None and base_fee > MAX_FEE:
+        errors["base_fee"] = f"The base fee must be at most {MAX_FEE:,f}."
     if customer is not None and owner is not None and not is_strictly_inside(customer, owner):
         errors["customer"] = f"A custom plan's customer must be inside {owner.name}'s tree."
     return errors

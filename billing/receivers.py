@@ -1,13 +1,19 @@
 """What billing does when something happens elsewhere."""
 
+import logging
+
 from django.db import transaction
 from django.utils import timezone
 
 from billing.alerts import check_block_limits
 from billing.compaction import request_compaction
+from billing.failures import guarded
+from billing.models import TenantFailure
 from billing.rollup import shift_history
 from billing.schedules import install_schedules
 from billing.statements import month_of, refresh_statement
+
+logger = logging.getLogger(__name__)
 
 
 def shift_history_on_move(sender, tenant, old_ancestor_ids, new_ancestor_ids, **kwargs):
@@ -19,7 +25,12 @@ def install_schedules_after_migrate(sender, **kwargs):
 
 
 def check_limits_on_ingest(sender, tenant_ids, meter_ids, **kwargs):
-    check_block_limits(tenant_ids, meter_ids)
+    # After the events committed: whatever fails here must not turn the accepted
+    # batch into an error answer (check_alerts records each tenant's failure).
+    try:
+        check_block_limits(tenant_ids, meter_ids)
+    except Exception:  # the events are stored; the next rollup re-checks
+        logger.exception("Block-limit check after ingestion failed")
 
 
 def compact_tail_on_ingest(sender, **kwargs):
@@ -29,4 +40,9 @@ def compact_tail_on_ingest(sender, **kwargs):
 def refresh_draft_on_subscription_change(sender, instance, **kwargs):
     """The open month's draft follows its subscriptions at once, not at the next rollup."""
     tenant = instance.tenant
-    transaction.on_commit(lambda: refresh_statement(tenant, month_of(timezone.now().date())))
+    period = month_of(timezone.now().date())
+    transaction.on_commit(
+        lambda: guarded(
+            TenantFailure.Job.STATEMENT, tenant, lambda: refresh_statement(tenant, period)
+        )
+    )

@@ -8,13 +8,17 @@ that received events since the last complete run: late events make their day
 "dirty" simply by arriving.
 """
 
+import os
+import socket
 import time as clock
 import traceback
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, timedelta
+from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Max, Min
 from django.db.models.functions import TruncDate
@@ -130,9 +134,12 @@ def run_rollup(
 def recorded_run(trigger: str, watermark: int, days: list[date], started: float):
     """A RollupRun for the work inside: success when it ends, failed (with the
     traceback) when it raises. Only a successful run moves the watermark."""
+    mark_abandoned_runs()
     run = RollupRun.objects.create(
         started_at=timezone.now(),
         trigger=trigger,
+        host=socket.gethostname(),
+        pid=os.getpid(),
         watermark=watermark,
         window_start=days[0] if days else None,
         window_end=days[-1] if days else None,
@@ -146,6 +153,46 @@ def recorded_run(trigger: str, watermark: int, days: list[date], started: float)
         raise
     run.status = RollupRun.Status.SUCCESS
     finish(run, started)
+
+
+def mark_abandoned_runs() -> int:
+    """Runs still "running" whose process is gone become abandoned (their days were
+    redone by whatever ran since: a run only counts once it succeeds). A run on
+    this machine is checked by its process; one elsewhere once it has run longer
+    than a task may (Q_CLUSTER's timeout, twice over)."""
+    here = socket.gethostname()
+    cutoff = timezone.now() - timedelta(seconds=2 * settings.Q_CLUSTER["timeout"])
+    dead = [
+        run.pk
+        for run in RollupRun.objects.filter(status=RollupRun.Status.RUNNING).only(
+            "pk", "host", "pid", "started_at"
+        )
+        if (run.host == here and run.pid and not process_alive(run.pid))
+        or run.started_at < cutoff
+    ]
+    if not dead:
+        return 0
+    return RollupRun.objects.filter(pk__in=dead, status=RollupRun.Status.RUNNING).update(
+        status=RollupRun.Status.ABANDONED,
+        finished_at=timezone.now(),
+        error="Its process ended without finishing the run; later runs redid its days.",
+    )
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (a zombie, killed but not yet
+    reaped by its parent, counts as ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in {"Z", "X"}
 
 
 def run_compaction(*, trigger: str = "compaction") -> RollupRun:

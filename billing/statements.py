@@ -17,7 +17,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Tenant
-from billing.models import Statement, StatementLine, Subscription
+from billing.failures import FailureLog
+from billing.models import Statement, StatementLine, Subscription, TenantFailure
 from billing.money import ZERO
 from billing.rating import prorated_fee, rate_item
 from billing.usage import UsageFilters, usage_summary
@@ -145,11 +146,12 @@ def refresh_drafts(today: date | None = None) -> int:
     """Recompute every draft not yet final: the open month's, and closed months'
     that wait for the monthly finalization. Returns how many were refreshed."""
     today = today or timezone.now().date()
-    refreshed = 0
+    refreshed, failures = 0, FailureLog(TenantFailure.Job.STATEMENT)
     for period in periods_to_refresh(today):
         for tenant, subscriptions in subscriptions_by_tenant(period).items():
-            if refresh_statement(tenant, period, subscriptions=subscriptions) is not None:
-                refreshed += 1
+            with failures.guard(tenant):
+                if refresh_statement(tenant, period, subscriptions=subscriptions) is not None:
+                    refreshed += 1
     return refreshed
 
 
@@ -181,6 +183,7 @@ def finalize_closed_periods(today: date | None = None) -> int:
     current = month_of(today)
     first = Subscription.objects.order_by("starts_on").values_list("starts_on", flat=True).first()
     finalized, period = 0, month_of(first) if first else current
+    failures = FailureLog(TenantFailure.Job.FINALIZE)
     while period < current:
         finals = set(
             Statement.objects.filter(period=period, status=Statement.Status.FINAL).values_list(
@@ -189,8 +192,9 @@ def finalize_closed_periods(today: date | None = None) -> int:
         )
         for tenant, subscriptions in subscriptions_by_tenant(period).items():
             if tenant.pk not in finals:
-                refresh_statement(tenant, period, final=True, subscriptions=subscriptions)
-                finalized += 1
+                with failures.guard(tenant):
+                    refresh_statement(tenant, period, final=True, subscriptions=subscriptions)
+                    finalized += 1
         period = next_month(period)
     return finalized
 

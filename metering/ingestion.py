@@ -3,7 +3,9 @@
 The rules an event must satisfy live here once, for the API and the `ingest`
 command alike. A batch with any invalid event is rejected with every error
 (index, field, reason) and nothing is stored; events whose `event_id` is
-already stored are acknowledged as duplicates and not stored again.
+already stored for the same tenant are acknowledged as duplicates and not
+stored again. Who may send usage for a tenant, and who may correct it, is
+decided here too.
 """
 
 import re
@@ -16,7 +18,8 @@ from django.db import OperationalError, connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import Tenant
+from accounts.models import ApiKey, Tenant
+from accounts.text import text_problem
 from metering.models import Meter, UsageEvent
 from metering.signals import events_stored
 
@@ -67,7 +70,8 @@ class BatchRejected(Exception):
 class IngestResult:
     accepted: int = 0
     duplicates: int = 0
-    event_ids: list[str] = field(default_factory=list, repr=False)
+    # (tenant id, event id) of every stored event.
+    stored_keys: list[tuple[int, str]] = field(default_factory=list, repr=False)
 
 
 def ingest_events(events, *, principal, now: datetime | None = None) -> IngestResult:
@@ -108,12 +112,16 @@ def validate_events(
     return rows, errors
 
 
-def count_stored(event_ids: list[str]) -> int:
-    """How many of these event ids are already stored (for dry runs)."""
+def count_stored(keys: list[tuple[int, str]]) -> int:
+    """How many of these (tenant id, event id) pairs are already stored (for dry runs)."""
+    by_tenant: dict[int, list[str]] = {}
+    for tenant_id, event_id in keys:
+        by_tenant.setdefault(tenant_id, []).append(event_id)
     found = 0
-    for start in range(0, len(event_ids), LOOKUP_CHUNK):
-        chunk = event_ids[start : start + LOOKUP_CHUNK]
-        found += UsageEvent.objects.filter(event_id__in=chunk).count()
+    for tenant_id, event_ids in by_tenant.items():
+        for start in range(0, len(event_ids), LOOKUP_CHUNK):
+            chunk = event_ids[start : start + LOOKUP_CHUNK]
+            found += UsageEvent.objects.filter(tenant_id=tenant_id, event_id__in=chunk).count()
     return found
 
 
@@ -131,19 +139,12 @@ class BatchContext:
         self.tenants = resolve_tenants(
             {r for r in refs if isinstance(r, str) and r}, principal=principal
         )
-        self._managed: set[int] | None = None
+        self.writable = writable_tenant_ids(principal)
 
-    def may_correct(self, tenant: Tenant) -> bool:
-        """Negative corrections need a manager or admin of the tenant (or a superuser)."""
-        if getattr(self.principal, "is_superuser", False):
-            return True
-        if getattr(self.principal, "scope_tenant", None) is not None:
-            return False
-        if self._managed is None:
-            self._managed = set(
-                Tenant.objects.managed_by(self.principal).values_list("pk", flat=True)
-            )
-        return tenant.pk in self._managed
+    def may_correct(self) -> bool:
+        """Negative corrections lower the bills of every subscribed tenant above the
+        event, so only the platform operator or a key granted `correct` sends them."""
+        return principal_may_correct(self.principal)
 
     def validate(self, raw) -> tuple[UsageEvent | None, list[EventError]]:
         if not isinstance(raw, dict):
@@ -159,7 +160,7 @@ class BatchContext:
         if meter is not None and attributes is not None:
             check_meter_attributes(meter, attributes, errors)
         if quantity is not None and quantity < 0 and meter is not None and tenant is not None:
-            self.check_correction(meter, tenant, attributes or {}, errors)
+            self.check_correction(meter, attributes or {}, errors)
         if errors:
             return None, errors
         return (
@@ -184,12 +185,24 @@ class BatchContext:
         if not isinstance(value, str):
             errors.append(EventError("Must be a string (slug or external id).", "tenant"))
             return None
+        if problem := text_problem(value):
+            errors.append(EventError(problem, "tenant"))
+            return None
         tenant = self.tenants.get(value)
         if tenant is None:
             # The same answer for "does not exist" and "not yours": nothing leaks.
             errors.append(EventError(f"Unknown tenant {value!r}.", "tenant"))
         elif not tenant.is_active:
             errors.append(EventError(f"Tenant {value!r} is inactive.", "tenant"))
+            return None
+        elif self.writable is not None and tenant.pk not in self.writable:
+            errors.append(
+                EventError(
+                    f"You may read {value!r} but not send its usage: that takes the manager "
+                    "or admin role, or an API key with the ingest scope.",
+                    "tenant",
+                )
+            )
             return None
         return tenant
 
@@ -231,7 +244,7 @@ class BatchContext:
             )
         return occurred_at
 
-    def check_correction(self, meter, tenant, attributes, errors) -> None:
+    def check_correction(self, meter, attributes, errors) -> None:
         if meter.aggregation != Meter.Aggregation.SUM:
             errors.append(
                 EventError(
@@ -240,10 +253,12 @@ class BatchContext:
                     "quantity",
                 )
             )
-        elif not self.may_correct(tenant):
+        elif not self.may_correct():
             errors.append(
                 EventError(
-                    "Only a manager of the tenant may record a negative correction.", "quantity"
+                    "Negative corrections come only from the platform operator or an API key "
+                    "with the correct scope.",
+                    "quantity",
                 )
             )
         elif not attributes.get("reason", "").strip():
@@ -252,17 +267,46 @@ class BatchContext:
             )
 
 
+def writable_tenant_ids(principal) -> set[int] | None:
+    """The tenants whose usage a principal may send; None: every tenant it may see.
+
+    API keys reach ingestion only with the ingest scope (the view's permission),
+    so a key writes wherever it reads; users need the manager or admin role.
+    """
+    if getattr(principal, "is_superuser", False):
+        return None
+    if getattr(principal, "scope_tenant", None) is not None:
+        return None
+    return set(Tenant.objects.managed_by(principal).values_list("pk", flat=True))
+
+
+def principal_may_correct(principal) -> bool:
+    if getattr(principal, "is_superuser", False):
+        return True
+    api_key = getattr(principal, "api_key", None)
+    return api_key is not None and api_key.has_scope(ApiKey.Scope.CORRECT)
+
+
 def resolve_tenants(refs: set[str], *, principal) -> dict[str, Tenant]:
-    """Map slugs and external ids to the tenants the principal may see."""
+    """Map slugs and external ids to the tenants the principal may see.
+
+    Slugs and external ids share one namespace (enforced on every tenant write),
+    so a reference names one tenant; should stored data ever disagree, a slug
+    wins over an external id and an ambiguous external id resolves to nothing.
+    """
     visible = Tenant.objects.visible_to(principal)
-    found: dict[str, Tenant] = {}
+    by_slug: dict[str, Tenant] = {}
+    by_external: dict[str, list[Tenant]] = {}
     refs_list = sorted(refs)
     for start in range(0, len(refs_list), LOOKUP_CHUNK):
         chunk = refs_list[start : start + LOOKUP_CHUNK]
         for tenant in visible.filter(Q(slug__in=chunk) | Q(external_id__in=chunk)):
-            found[tenant.slug] = tenant
-            if tenant.external_id:
-                found[tenant.external_id] = tenant
+            if tenant.slug in refs:
+                by_slug[tenant.slug] = tenant
+            if tenant.external_id in refs:
+                by_external.setdefault(tenant.external_id, []).append(tenant)
+    found = {ref: tenants[0] for ref, tenants in by_external.items() if len(tenants) == 1}
+    found.update(by_slug)
     return found
 
 
@@ -272,6 +316,9 @@ def check_event_id(value, errors) -> str | None:
         return None
     if len(value) > MAX_EVENT_ID:
         errors.append(EventError(f"At most {MAX_EVENT_ID} characters.", "event_id"))
+        return None
+    if problem := text_problem(value):
+        errors.append(EventError(problem, "event_id"))
         return None
     return value
 
@@ -334,6 +381,9 @@ def check_attributes(value, errors) -> dict | None:
                 EventError(f"Keys are 1 to {MAX_ATTRIBUTE_KEY} characters.", "attributes")
             )
             ok = False
+        elif problem := text_problem(key):
+            errors.append(EventError(f"Key {key!r}: {problem}", "attributes"))
+            ok = False
         elif not isinstance(item, str):
             errors.append(EventError("Values must be strings.", f"attributes.{key}"))
             ok = False
@@ -341,6 +391,9 @@ def check_attributes(value, errors) -> dict | None:
             errors.append(
                 EventError(f"At most {MAX_ATTRIBUTE_VALUE} characters.", f"attributes.{key}")
             )
+            ok = False
+        elif problem := text_problem(item):
+            errors.append(EventError(problem, f"attributes.{key}"))
             ok = False
     return value if ok else None
 
@@ -379,18 +432,19 @@ def column_adapters(conn) -> list[tuple[str, callable]]:
 
 
 def store_events(rows: list[UsageEvent]) -> IngestResult:
-    """Insert the batch in one transaction; already stored event ids count as duplicates."""
-    inserted: list[str] = []
-    # Writers racing on the same ids wait for each other's uncommitted rows; taking
-    # them in one global order (by id) means they can never wait in a circle.
-    rows = sorted(rows, key=lambda row: row.event_id)
+    """Insert the batch in one transaction; an event id already stored for the same
+    tenant counts as a duplicate."""
+    inserted: list[tuple[int, str]] = []
+    # Writers racing on the same keys wait for each other's uncommitted rows; taking
+    # them in one global order means they can never wait in a circle.
+    rows = sorted(rows, key=lambda row: (row.tenant_id, row.event_id))
     with transaction.atomic():
         enter_ingest_gate()
         for start in range(0, len(rows), INSERT_CHUNK):
             inserted.extend(insert_new_events(rows[start : start + INSERT_CHUNK]))
         announce_stored(rows, inserted)
     return IngestResult(
-        accepted=len(inserted), duplicates=len(rows) - len(inserted), event_ids=inserted
+        accepted=len(inserted), duplicates=len(rows) - len(inserted), stored_keys=inserted
     )
 
 
@@ -436,31 +490,35 @@ def committed_ceiling(wait_seconds: float = 2.0) -> int | None:
         return None
 
 
-def announce_stored(rows: list[UsageEvent], inserted: list[str]) -> None:
+def announce_stored(rows: list[UsageEvent], inserted: list[tuple[int, str]]) -> None:
     """Tell listeners (limits and alerts) which tenants and meters got new usage."""
     if not inserted:
         return
     new = set(inserted)
-    tenant_ids = {row.tenant_id for row in rows if row.event_id in new}
-    meter_ids = {row.meter_id for row in rows if row.event_id in new}
+    stored = [row for row in rows if (row.tenant_id, row.event_id) in new]
+    tenant_ids = {row.tenant_id for row in stored}
+    meter_ids = {row.meter_id for row in stored}
     transaction.on_commit(
         lambda: events_stored.send(sender=UsageEvent, tenant_ids=tenant_ids, meter_ids=meter_ids)
     )
 
 
-def insert_new_events(rows: list[UsageEvent]) -> list[str]:
-    """INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING event_id, in one statement.
+def insert_new_events(rows: list[UsageEvent]) -> list[tuple[int, str]]:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING (tenant, event_id), in one statement.
 
     Raw SQL because the ORM's bulk_create cannot say which rows a conflict
     skipped; this counts duplicates exactly, also against a concurrent writer
-    (the unique index decides). A duplicate inside the batch is skipped the same
-    way. PostgreSQL gets one array per column (nine parameters, rows in the
-    batch's order); SQLite ≥ 3.35 a multi-row VALUES list.
+    (the unique (tenant, event_id) index decides). A duplicate inside the batch is
+    skipped the same way. The conflict target is left implicit: that key is the
+    table's only unique constraint besides the primary key, and an implicit
+    target keeps ingestion working while a migration swaps the constraint.
+    PostgreSQL gets one array per column (nine parameters, rows in the batch's
+    order); SQLite ≥ 3.35 a multi-row VALUES list.
     """
     conn = connections[router.db_for_write(UsageEvent)]
     columns, adapters = zip(*column_adapters(conn), strict=True)
     table = conn.ops.quote_name(UsageEvent._meta.db_table)
-    event_id = conn.ops.quote_name("event_id")
+    returning = ", ".join(conn.ops.quote_name(c) for c in ("tenant_id", "event_id"))
     names = ", ".join(conn.ops.quote_name(c) for c in columns)
     if conn.vendor == "postgresql":
         # Converting thousands of placeholders in one statement cost the client
@@ -470,7 +528,7 @@ def insert_new_events(rows: list[UsageEvent]) -> list[str]:
         sql = (
             f"INSERT INTO {table} ({names}) SELECT {names} FROM unnest({typed}) "
             f"WITH ORDINALITY AS batch ({names}, position) ORDER BY position "
-            f"ON CONFLICT ({event_id}) DO NOTHING RETURNING {event_id}"
+            f"ON CONFLICT DO NOTHING RETURNING {returning}"
         )
         params = [[adapt(row) for row in rows] for adapt in adapters]
     else:
@@ -478,8 +536,8 @@ def insert_new_events(rows: list[UsageEvent]) -> list[str]:
         params = [adapt(row) for row in rows for adapt in adapters]
         sql = (
             f"INSERT INTO {table} ({names}) VALUES {', '.join([placeholders] * len(rows))} "
-            f"ON CONFLICT ({event_id}) DO NOTHING RETURNING {event_id}"
+            f"ON CONFLICT DO NOTHING RETURNING {returning}"
         )
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
-        return [r[0] for r in cursor.fetchall()]
+        return [(r[0], r[1]) for r in cursor.fetchall()]

@@ -81,8 +81,8 @@ class UsageEvent(models.Model):
         USER = "user", "User"
         SERVICE = "service", "Service"
 
-    # Unique by a constraint, not unique=True: on PostgreSQL that would add a second,
-    # pattern-matching index that no query uses and every insert maintains.
+    # The client's idempotency key, unique per tenant (a constraint below): one
+    # tenant's ids can never collide with, or reveal, another's.
     event_id = models.CharField(max_length=128)
     # No index of their own: the (tenant, occurred_at) and (meter, occurred_at)
     # indexes lead with them and serve every lookup by tenant or meter.
@@ -109,7 +109,9 @@ class UsageEvent(models.Model):
             models.Index(fields=["occurred_at"], name="event_time"),
             models.Index(fields=["received_at"], name="event_received"),
         ]
-        constraints = [models.UniqueConstraint(fields=["event_id"], name="event_id_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "event_id"], name="event_tenant_event_id")
+        ]
 
     def __str__(self) -> str:
         return self.event_id

@@ -77,7 +77,7 @@ def test_external_id_unique_only_when_set(db):
 
 def test_slug_unique_and_well_formed(db):
     make_tenant("partner", slug="acme")
-    for slug, reason in [("acme", "already exists"), ("Not A Slug", "")]:
+    for slug, reason in [("acme", "not available"), ("Not A Slug", "")]:
         with pytest.raises(ValidationError) as caught:
             Tenant(name="X", slug=slug, kind="partner").full_clean()
         assert "slug" in caught.value.message_dict

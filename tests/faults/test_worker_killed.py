@@ -116,3 +116,7 @@ def test_sigkill_mid_rollup_then_restart_gives_identical_rows(world, child_env):
     finally:
         stop_group(cluster)
     assert table() == reference
+    # The next run noticed that the killed one's process is gone.
+    interrupted.refresh_from_db()
+    assert interrupted.status == RollupRun.Status.ABANDONED
+    assert interrupted.finished_at is not None

@@ -192,25 +192,34 @@ def test_wrong_content_type_is_415(world, ingest_key, key_client):
 
 
 def test_negative_correction_rules(world, users, api):
-    manager = api(users["manager_a"])
-    viewer = api(users["viewer_a"])
+    operator = api(users["superuser"])
     correction = event(1, quantity="-2", attributes={"direction": "inbound", "reason": "dup call"})
-    assert viewer.post(EVENTS, correction, format="json").status_code == 400
+    # Managers and viewers of the tenant cannot lower its (and its sellers') bills.
+    for who in ("viewer_a", "manager_a", "partner"):
+        response = api(users[who]).post(EVENTS, correction, format="json")
+        assert response.status_code == 400, who
     no_reason = event(2, quantity="-2")
-    response = manager.post(EVENTS, no_reason, format="json")
+    response = operator.post(EVENTS, no_reason, format="json")
     assert response.json()["errors"][0]["field"] == "attributes.reason"
     gauge = event(3, meter="storage_units", quantity="-1", attributes={"reason": "x"})
-    response = manager.post(EVENTS, gauge, format="json")
+    response = operator.post(EVENTS, gauge, format="json")
     assert response.json()["errors"][0]["field"] == "quantity"
-    assert manager.post(EVENTS, correction, format="json").status_code == 201
+    assert operator.post(EVENTS, correction, format="json").status_code == 201
     assert UsageEvent.objects.get().quantity == Decimal("-2")
 
 
-def test_negative_correction_from_an_api_key_is_refused(world, ingest_key, key_client):
+def test_negative_correction_from_an_api_key_needs_the_correct_scope(
+    world, ingest_key, key_client
+):
     correction = event(1, quantity="-1", attributes={"reason": "refund"})
     response = post(key_client(ingest_key), correction)
     assert response.status_code == 400
     assert UsageEvent.objects.count() == 0
+    _, corrector = ApiKey.objects.create_key(
+        name="c", tenant=world.reseller_a, scopes=["ingest", "correct"]
+    )
+    assert post(key_client(corrector), correction).status_code == 201
+    assert UsageEvent.objects.get().quantity == Decimal("-1")
 
 
 def test_key_without_ingest_scope_is_403(world, key_client):

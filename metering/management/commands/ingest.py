@@ -83,10 +83,10 @@ def load_batch(batch: list[tuple[int, object]], summary: LoadSummary, *, dry_run
         where = f"{error.field}: " if error.field else ""
         summary.rejected.append((line_numbers[error.index], where + error.message))
     if dry_run:
-        unique_ids = list(dict.fromkeys(r.event_id for r in rows))
-        stored = count_stored(unique_ids)
-        summary.accepted += len(unique_ids) - stored
-        summary.duplicates += len(rows) - (len(unique_ids) - stored)
+        unique_keys = list(dict.fromkeys((r.tenant_id, r.event_id) for r in rows))
+        stored = count_stored(unique_keys)
+        summary.accepted += len(unique_keys) - stored
+        summary.duplicates += len(rows) - (len(unique_keys) - stored)
         return
     with transaction.atomic():
         result = store_events(rows)
