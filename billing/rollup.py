@@ -167,8 +167,7 @@ def mark_abandoned_runs() -> int:
         for run in RollupRun.objects.filter(status=RollupRun.Status.RUNNING).only(
             "pk", "host", "pid", "started_at"
         )
-        if (run.host == here and run.pid and not process_alive(run.pid))
-        or run.started_at < cutoff
+        if (run.host == here and run.pid and not process_alive(run.pid)) or run.started_at < cutoff
     ]
     if not dead:
         return 0

@@ -208,9 +208,7 @@ def test_negative_correction_rules(world, users, api):
     assert UsageEvent.objects.get().quantity == Decimal("-2")
 
 
-def test_negative_correction_from_an_api_key_needs_the_correct_scope(
-    world, ingest_key, key_client
-):
+def test_negative_correction_from_an_api_key_needs_the_correct_scope(world, ingest_key, key_client):
     correction = event(1, quantity="-1", attributes={"reason": "refund"})
     response = post(key_client(ingest_key), correction)
     assert response.status_code == 400
