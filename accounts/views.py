@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from rest_framework import status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from accounts.login_guard import clear_failures, locked_for, record_failure
 
@@ -35,6 +36,9 @@ class GuardedLoginView(auth_views.LoginView):
 
 class GuardedTokenView(ObtainAuthToken):
     """POST username and password for an API token; guarded like the login page."""
+
+    # DRF's view names its own parsers; these are every endpoint's checked ones.
+    parser_classes = api_settings.DEFAULT_PARSER_CLASSES
 
     def post(self, request, *args, **kwargs):
         data = request.data if hasattr(request.data, "get") else {}

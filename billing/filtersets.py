@@ -3,6 +3,7 @@
 import django_filters
 
 from billing.models import Plan, Subscription
+from usage_portal.api.inputs import validate_supported_date
 
 
 class PlanFilterSet(django_filters.FilterSet):
@@ -21,7 +22,9 @@ class PlanFilterSet(django_filters.FilterSet):
 class SubscriptionFilterSet(django_filters.FilterSet):
     tenant = django_filters.CharFilter(field_name="tenant__slug", label="Tenant (slug)")
     plan = django_filters.CharFilter(field_name="plan__code", label="Plan (code)")
-    active_on = django_filters.DateFilter(method="filter_active_on", label="Active on (date)")
+    active_on = django_filters.DateFilter(
+        method="filter_active_on", label="Active on (date)", validators=[validate_supported_date]
+    )
 
     class Meta:
         model = Subscription

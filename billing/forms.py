@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from billing.usage import GROUP_BYS, UsageFilters
 from metering.models import Meter, UsageEvent
+from usage_portal.api.inputs import validate_supported_date
 
 MAX_RANGE_DAYS = 400
 
@@ -18,8 +19,16 @@ def this_month_so_far():
 
 class UsageQueryForm(forms.Form):
     tenant = forms.CharField(help_text="Tenant slug; the summary covers its subtree.")
-    start = forms.DateField(required=False, help_text="First day (UTC); default: 1st of month.")
-    end = forms.DateField(required=False, help_text="Last day, inclusive; default: today.")
+    start = forms.DateField(
+        required=False,
+        help_text="First day (UTC); default: 1st of month.",
+        validators=[validate_supported_date],
+    )
+    end = forms.DateField(
+        required=False,
+        help_text="Last day, inclusive; default: today.",
+        validators=[validate_supported_date],
+    )
     group_by = forms.ChoiceField(
         choices=[(g, g) for g in GROUP_BYS], required=False, initial="meter"
     )

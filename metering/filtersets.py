@@ -7,6 +7,7 @@ from django.http import Http404
 
 from accounts.models import Tenant, subtrees_q
 from metering.models import Meter, UsageEvent
+from usage_portal.api.inputs import validate_supported_date
 
 
 class UsageEventFilterSet(django_filters.FilterSet):
@@ -16,8 +17,12 @@ class UsageEventFilterSet(django_filters.FilterSet):
         field_name="meter__category", choices=Meter.Category.choices
     )
     source = django_filters.ChoiceFilter(choices=UsageEvent.Source.choices)
-    start = django_filters.DateTimeFilter(method="filter_start", label="From (date or time)")
-    end = django_filters.DateTimeFilter(method="filter_end", label="Until (date inclusive)")
+    start = django_filters.DateTimeFilter(
+        method="filter_start", label="From (date or time)", validators=[validate_supported_date]
+    )
+    end = django_filters.DateTimeFilter(
+        method="filter_end", label="Until (date inclusive)", validators=[validate_supported_date]
+    )
 
     class Meta:
         model = UsageEvent

@@ -5,12 +5,36 @@ exact decimal string the usage API returns, so CSV and API agree to the digit.
 """
 
 import django_tables2 as tables
+from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.urls import reverse
 from django.utils.html import format_html
 
 from billing.money import round_money
 from metering.models import Meter, UsageEvent
 from reports.formatting import format_money, format_quantity
+
+# Past this a page number is not a page of any table here (100 million rows), and
+# its offset would overflow SQLite's integers.
+MAX_PAGE = 1_000_000
+
+
+def requested_page(request, table) -> int:
+    raw = request.GET.get(table.prefixed_page_field, "")
+    if raw.isascii() and raw.isdigit() and 1 <= int(raw[:8]) <= MAX_PAGE:
+        return int(raw)
+    return 1
+
+
+def paginate(table, request, *, per_page: int, paginator_class=Paginator):
+    """Show the table page the request asks for. A page that is not one of the
+    table's (not a number, before the first or past the last) shows the first
+    page, as a link from an older, longer list expects; the page size is the
+    view's, never the request's."""
+    try:
+        table.paginate(paginator_class, per_page=per_page, page=requested_page(request, table))
+    except (EmptyPage, PageNotAnInteger):
+        table.paginate(paginator_class, per_page=per_page, page=1)
+    return table
 
 
 class QuantityColumn(tables.Column):

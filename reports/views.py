@@ -29,6 +29,7 @@ from reports.tables import (
     StatementTable,
     UsageAlertTable,
     UsageEventTable,
+    paginate,
 )
 
 CHILDREN_PER_PAGE = 50
@@ -77,7 +78,7 @@ def tenant_report_page(request, slug):
         return render(request, "reports/tenant.html", context, status=400)
     report = tenant_report(tenant, form.report_period, form.filters(), form.cleaned_data["stack"])
     tables = report_tables(report, request)
-    tables["children"].paginate(page=request.GET.get("c-page", 1), per_page=CHILDREN_PER_PAGE)
+    paginate(tables["children"], request, per_page=CHILDREN_PER_PAGE)
     context.update(report=report, tables=tables, category=form.category)
     return render(request, "reports/tenant.html", context)
 
@@ -160,9 +161,8 @@ def records_page(request, slug):
     tenant = visible_tenant_or_404(request, slug)
     records = filtered_records(request, tenant)
     table = UsageEventTable(records.qs)
-    RequestConfig(
-        request, paginate={"per_page": RECORDS_PER_PAGE, "paginator_class": LazyPaginator}
-    ).configure(table)
+    RequestConfig(request, paginate=False).configure(table)
+    paginate(table, request, per_page=RECORDS_PER_PAGE, paginator_class=LazyPaginator)
     context = {
         "tenant": tenant,
         "ancestors": visible_ancestors(request.user, tenant),

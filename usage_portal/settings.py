@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "usage_portal.middleware.RequestTextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -113,7 +114,9 @@ def database_from_env() -> dict:
             "timeout": 30,
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
-        config["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+        # A file (subprocess tests open it too) beside the database it stands in for.
+        database = Path(config["NAME"])
+        config["TEST"] = {"NAME": str(database.with_name(f"test_{database.name}"))}
     return config
 
 
@@ -234,6 +237,14 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
+    "DEFAULT_PARSER_CLASSES": [
+        "usage_portal.api.parsers.StrictJSONParser",
+        "usage_portal.api.parsers.StrictFormParser",
+        "usage_portal.api.parsers.StrictMultiPartParser",
+    ],
+    # Non-ASCII text goes out as \u escapes, so a lone surrogate in stored JSON
+    # (SQLite keeps the escape as text) still renders as valid JSON, not a 500.
+    "UNICODE_JSON": False,
 }
 
 SPECTACULAR_SETTINGS = {

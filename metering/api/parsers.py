@@ -1,33 +1,20 @@
-"""JSON for usage events: exact decimals, no NaN/Infinity, and a body size limit."""
+"""JSON for usage events: exact decimals, no NaN/Infinity, and the shared body rules."""
 
-import json
 from decimal import Decimal
 
-from rest_framework import exceptions
-from rest_framework.parsers import JSONParser
-
-from metering.ingestion import MAX_BODY_BYTES
-from usage_portal.api.errors import PayloadTooLarge
+from usage_portal.api.parsers import MAX_JSON_EXPONENT, StrictJSONParser
 
 
-def reject_constant(name):
-    raise ValueError(f"{name} is not a number this API accepts; quantities must be finite.")
+def bounded_decimal(text: str) -> Decimal:
+    """A JSON number as an exact Decimal, refused when its exponent is out of range:
+    Decimal stores 1e999999999 but any arithmetic on it overflows."""
+    value = Decimal(text)
+    if abs(value.adjusted()) > MAX_JSON_EXPONENT:
+        raise ValueError(f"Number {text[:40]} is out of range.")
+    return value
 
 
-class EventsJSONParser(JSONParser):
-    """Numbers parse to Decimal so 0.1 stays 0.1; the body is read at most once, bounded."""
+class EventsJSONParser(StrictJSONParser):
+    """Numbers parse to Decimal so 0.1 stays 0.1; size, depth and text as every body."""
 
-    def parse(self, stream, media_type=None, parser_context=None):
-        request = (parser_context or {}).get("request")
-        length = request.META.get("CONTENT_LENGTH") if request is not None else None
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            raise PayloadTooLarge()
-        body = stream.read(MAX_BODY_BYTES + 1)
-        if len(body) > MAX_BODY_BYTES:
-            raise PayloadTooLarge()
-        try:
-            return json.loads(
-                body.decode("utf-8"), parse_float=Decimal, parse_constant=reject_constant
-            )
-        except (ValueError, UnicodeDecodeError) as error:
-            raise exceptions.ParseError(f"The body is not valid JSON: {error}") from None
+    parse_float = staticmethod(bounded_decimal)

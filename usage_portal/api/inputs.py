@@ -1,0 +1,97 @@
+"""What any text, JSON body or date from outside must satisfy before code sees it.
+
+One rule for every entry point (API parsers, the request middleware, forms,
+filtersets, the `ingest` command): text holds no control characters and no
+unpaired surrogates, JSON is nested at most `MAX_JSON_DEPTH` levels, dates lie
+in `SUPPORTED_DATES`. PostgreSQL refuses NUL in text, no UTF-8 encoder accepts a
+lone surrogate, and date arithmetic overflows at years 1 and 9999: checked here,
+each is a 400 naming the field instead of a 500 somewhere deeper.
+"""
+
+import re
+from datetime import date, datetime
+
+from django.core.exceptions import ValidationError
+
+# C0 controls, DEL and the surrogate block. Tab, line feed and carriage return
+# belong to multi-line text (descriptions) and to nothing else.
+SINGLE_LINE_FORBIDDEN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+MULTILINE_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+# Field names whose values are multi-line text wherever they appear (JSON key or
+# form field, admin inline prefixes like `items-0-description` included).
+MULTILINE_FIELDS = frozenset({"description"})
+
+# Deeper than any body the API defines (a plan's tiers sit 4 levels down); far
+# below what would exhaust the interpreter's stack while parsing or walking.
+MAX_JSON_DEPTH = 32
+SUPPORTED_DATES = (date(2000, 1, 1), date(2100, 12, 31))
+
+
+def text_problem(value: str, *, multiline: bool = False) -> str | None:
+    """Why `value` cannot be accepted as text, or None when it can."""
+    found = (MULTILINE_FORBIDDEN if multiline else SINGLE_LINE_FORBIDDEN).search(value)
+    if found is None:
+        return None
+    code = ord(found.group())
+    if 0xD800 <= code <= 0xDFFF:
+        return f"Contains an unpaired surrogate (U+{code:04X}); send valid Unicode text."
+    return f"Control character U+{code:04X} is not allowed here."
+
+
+def is_multiline_field(name: str) -> bool:
+    return name.rsplit("-", 1)[-1] in MULTILINE_FIELDS
+
+
+def field_problem(name: str, value: str) -> str | None:
+    """`text_problem` for the value of a field called `name`."""
+    return text_problem(value, multiline=is_multiline_field(name))
+
+
+def data_problem(data) -> tuple[str, str] | None:
+    """The first (field path, reason) in parsed JSON that breaks the text or depth
+    rules, or None. Walks with its own stack, so depth is bounded by the rule,
+    not by the interpreter's recursion limit."""
+    pending = [(data, "", "", 1)]
+    while pending:
+        value, path, key, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH and isinstance(value, (dict, list)):
+            return path, f"Nested more than {MAX_JSON_DEPTH} levels deep."
+        if isinstance(value, str):
+            problem = text_problem(value, multiline=is_multiline_field(key))
+            if problem:
+                return path, problem
+        elif isinstance(value, dict):
+            for name, item in reversed(value.items()):
+                problem = text_problem(name)
+                if problem:
+                    return path or str(name.encode("unicode_escape"), "ascii"), problem
+                child = f"{path}.{name}" if path else name
+                pending.append((item, child, name, depth + 1))
+        elif isinstance(value, list):
+            for index in reversed(range(len(value))):
+                pending.append((value[index], f"{path}[{index}]", key, depth + 1))
+    return None
+
+
+def querydict_problem(data) -> tuple[str, str] | None:
+    """The first (field, reason) among a QueryDict's names and values, or None."""
+    for name, values in data.lists():
+        problem = text_problem(name)
+        if problem:
+            return name, problem
+        for value in values:
+            problem = field_problem(name, value) if isinstance(value, str) else None
+            if problem:
+                return name, problem
+    return None
+
+
+def validate_supported_date(value: date | datetime) -> None:
+    """A form field validator: dates (and times) within `SUPPORTED_DATES`."""
+    day = value.date() if isinstance(value, datetime) else value
+    first, last = SUPPORTED_DATES
+    if not first <= day <= last:
+        raise ValidationError(
+            f"Use a date between {first.isoformat()} and {last.isoformat()}.",
+            code="unsupported_date",
+        )
