@@ -55,12 +55,31 @@ def create_tenant(*, user, **fields) -> Tenant:
     return tenant
 
 
+# What the seller's integration relies on: events name the tenant by its external
+# id and are refused for an inactive one, in all-or-nothing batches. A tenant's
+# own managers changing these would break the batches of everyone above it.
+SELLER_FIELDS = ("external_id", "is_active")
+
+
+def check_seller_fields(user, tenant: Tenant, changes: dict) -> None:
+    changed = [f for f in SELLER_FIELDS if f in changes and changes[f] != getattr(tenant, f)]
+    if changed and not user_can_manage(user, tenant.parent):
+        raise ValidationError(
+            {
+                field: "Only the managers of the tenant above (or platform operators) "
+                "change this: the integration sending usage relies on it."
+                for field in changed
+            }
+        )
+
+
 def update_tenant(*, user, tenant: Tenant, **changes) -> Tenant:
     """Apply changes to a tenant the user manages; a new parent must be managed too."""
     if not user_can_manage(user, tenant):
         raise PermissionDenied("You need the manager or admin role on this tenant to change it.")
     with tree_write_lock():
         tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        check_seller_fields(user, tenant, changes)
         if "parent" in changes and changes["parent"] != tenant.parent:
             check_parent_allowed(user, changes["parent"])
         for field, value in changes.items():

@@ -391,3 +391,22 @@ def test_bad_text_in_events_is_refused_with_its_field(world, event, field):
         ingest_events([event], principal=PlatformPrincipal())
     assert [e.field for e in rejected.value.errors] == [field]
     assert not UsageEvent.objects.exists()
+
+
+# Beyond the list: a customer breaking its seller's integration ----------------------
+
+
+def test_a_tenants_own_managers_cannot_change_what_the_seller_integrates_by(world, users, api):
+    org_manager = api(make_user("omar", world.org_a, "manager"))
+    for change in ({"external_id": "NEW-KEY"}, {"is_active": False}):
+        response = org_manager.patch("/api/v1/tenants/org-a/", change, format="json")
+        assert response.status_code == 400, change
+        assert response.json()["errors"][0]["field"] == next(iter(change))
+    renamed = org_manager.patch("/api/v1/tenants/org-a/", {"name": "Acme"}, format="json")
+    assert renamed.status_code == 200
+    # The seller above may.
+    seller = api(users["manager_a"])
+    changed = seller.patch("/api/v1/tenants/org-a/", {"external_id": "NEW-KEY"}, format="json")
+    assert changed.status_code == 200
+    world.org_a.refresh_from_db()
+    assert (world.org_a.external_id, world.org_a.name) == ("NEW-KEY", "Acme")
