@@ -1,17 +1,32 @@
-"""Against password guessing: failed sign-ins are counted per username and client
+"""Against password guessing: failed sign-ins are counted per account and client
 address in the shared cache; at the limit that pair is refused until the window
-passes. The session login page and the API token endpoint both use it."""
+passes. The session login page and the API token endpoint both use it.
+
+The account is the username as sign-in resolves it, not as typed: Django signs
+`ｐartner` (fullwidth p) in as `partner`, so both must share one count. The
+address is the client's, behind trusted proxies too (`client_address`).
+"""
 
 import hashlib
+import unicodedata
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.cache import cache
+
+from usage_portal.api.client_address import client_address
+
+
+def login_identity(username: str) -> str:
+    """The account a typed username names: NFKC as `normalize_username` applies it,
+    without the whitespace the forms strip, case-folded (and folded back to NFKC)."""
+    normalized = AbstractBaseUser.normalize_username(username).strip()
+    return unicodedata.normalize("NFKC", normalized.casefold())
 
 
 def guard_key(request, username: str) -> str:
-    address = request.META.get("REMOTE_ADDR", "")
-    digest = hashlib.sha256(f"{username.strip().lower()}|{address}".encode()).hexdigest()
-    return f"login-failures:{digest}"
+    pair = f"{login_identity(username)}|{client_address(request)}"
+    return f"login-failures:{hashlib.sha256(pair.encode('utf-8', 'surrogatepass')).hexdigest()}"
 
 
 def locked_for(request, username: str) -> int:

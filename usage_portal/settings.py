@@ -1,10 +1,12 @@
 """Settings, read from environment variables (see README.md for each one)."""
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -178,6 +180,23 @@ else:
 # Sign-in guard: this many failures per username and address lock it for the window.
 LOGIN_FAILURE_LIMIT = env_int("USAGE_LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("USAGE_LOGIN_FAILURE_WINDOW_SECONDS", 900)
+
+
+def trusted_proxies(value: str) -> list[str]:
+    """Addresses and networks (CIDR) of the reverse proxies in front of the app.
+    Only from these is X-Forwarded-For believed; a bad entry stops the start."""
+    networks = [item.strip() for item in value.split(",") if item.strip()]
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"USAGE_TRUSTED_PROXIES: {network!r} is invalid") from None
+    return networks
+
+
+# The client address (sign-in guard, throttling) is REMOTE_ADDR unless that is one of
+# these proxies; see usage_portal.api.client_address.
+USAGE_TRUSTED_PROXIES = trusted_proxies(os.environ.get("USAGE_TRUSTED_PROXIES", ""))
 
 # Everything the pages load is our own: no inline scripts, no third-party origins.
 # Inline style attributes stay allowed (the admin and Swagger UI use them).

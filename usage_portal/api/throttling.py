@@ -9,6 +9,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import SimpleRateThrottle
 
 from accounts.models import ApiKey
+from usage_portal.api.client_address import client_address
 
 
 class PrincipalRateThrottle(SimpleRateThrottle):
@@ -20,6 +21,11 @@ class PrincipalRateThrottle(SimpleRateThrottle):
         else:
             ident = f"ip-{self.get_ident(request)}"
         return self.cache_format % {"scope": self.scope, "ident": ident}
+
+    def get_ident(self, request):
+        # DRF's own reading believes any X-Forwarded-For, so a caller could pick
+        # a fresh identity per request.
+        return client_address(request)
 
 
 class IngestThrottle(PrincipalRateThrottle):
