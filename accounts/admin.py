@@ -1,81 +1,21 @@
-"""Admin for the tenant tree, scoped for non-superuser staff by the one scoping rule."""
+"""Admin for the tenant tree, memberships and API keys; scoped by the base classes
+of `accounts.scoped_admin` like every admin of the project."""
 
 from django import forms, http
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.http import Http404
 from mptt.admin import DraggableMPTTAdmin
 from rest_framework_api_key.models import APIKey as LibraryApiKey
 
 from accounts.models import ApiKey, Membership, Tenant
+from accounts.scoped_admin import ScopedInlineMixin, TenantScopedAdminMixin, is_tenant_staff
 from accounts.services import check_parent_allowed, tree_write_lock, user_can_manage
 
-
-def is_tenant_staff(user) -> bool:
-    return user.is_active and user.is_staff
+__all__ = ["TenantScopedAdminMixin", "is_tenant_staff"]
 
 
-class TenantScopedAdminMixin:
-    """Admin permissions from tenant membership instead of Django model permissions.
-
-    Superusers may do anything. Other staff see objects inside their subtrees and
-    change them where they are manager or admin. `tenant_field` names the path to
-    the object's tenant ("" for Tenant itself).
-    """
-
-    tenant_field = "tenant"
-
-    def tenant_of(self, obj):
-        return obj if not self.tenant_field else getattr(obj, self.tenant_field)
-
-    def scoped(self, queryset, request):
-        if request.user.is_superuser:
-            return queryset
-        visible = Tenant.objects.visible_to(request.user).values("pk")
-        lookup = f"{self.tenant_field}__in" if self.tenant_field else "pk__in"
-        return queryset.filter(**{lookup: visible})
-
-    def get_queryset(self, request):
-        return self.scoped(super().get_queryset(request), request)
-
-    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
-        # Django redirects to the index with "doesn't exist"; another tenant's
-        # object must answer a plain 404 like everywhere else.
-        raise Http404
-
-    def has_module_permission(self, request):
-        return request.user.is_superuser or (
-            is_tenant_staff(request.user) and request.user.memberships.exists()
-        )
-
-    def has_view_permission(self, request, obj=None):
-        if request.user.is_superuser:
-            return True
-        if not self.has_module_permission(request):
-            return False
-        return (
-            obj is None
-            or self.scoped(type(obj)._default_manager, request).filter(pk=obj.pk).exists()
-        )
-
-    def has_change_permission(self, request, obj=None):
-        if request.user.is_superuser:
-            return True
-        if not is_tenant_staff(request.user):
-            return False
-        if obj is None:
-            return Tenant.objects.managed_by(request.user).exists()
-        return user_can_manage(request.user, self.tenant_of(obj))
-
-    def has_add_permission(self, request, obj=None):
-        return self.has_change_permission(request, None)
-
-    def has_delete_permission(self, request, obj=None):
-        return request.user.is_superuser
-
-
-class MembershipInline(admin.TabularInline):
+class MembershipInline(ScopedInlineMixin, admin.TabularInline):
     model = Membership
     extra = 0
     autocomplete_fields = ()
@@ -149,14 +89,7 @@ class TenantAdmin(TenantScopedAdminMixin, DraggableMPTTAdmin):
     mptt_level_indent = 18
 
     def get_form(self, request, obj=None, change=False, **kwargs):
-        form_class = super().get_form(request, obj, change=change, **kwargs)
-        user = request.user
-
-        class UserBoundForm(form_class):
-            def __init__(self, *args, **inner):
-                super().__init__(*args, user=user, **inner)
-
-        return UserBoundForm
+        return bound_to_user(super().get_form(request, obj, change=change, **kwargs), request.user)
 
     def save_model(self, request, obj, form, change):
         with tree_write_lock():
@@ -178,6 +111,16 @@ class TenantAdmin(TenantScopedAdminMixin, DraggableMPTTAdmin):
             return http.HttpResponse("FAIL, move refused.")
         with tree_write_lock():
             return super()._move_node(request)
+
+
+def bound_to_user(form_class, user):
+    """`form_class` built with `user=user`, for forms whose rules depend on who edits."""
+
+    class UserBoundForm(form_class):
+        def __init__(self, *args, **inner):
+            super().__init__(*args, user=user, **inner)
+
+    return UserBoundForm
 
 
 def move_problem(user, tenant: Tenant, new_parent: Tenant | None) -> str | None:
@@ -211,6 +154,28 @@ class MembershipAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+# Negative corrections lower the bills of every tenant above the event, so only
+# platform operators hand this scope out.
+OPERATOR_SCOPES = {ApiKey.Scope.CORRECT}
+
+
+def scope_grant_problem(user, key: ApiKey, scopes, tenant: Tenant | None) -> str | None:
+    """Why `user` may not give `key` these scopes on `tenant`, or None.
+
+    Keeping a scope a key already holds on the same tenant is not a grant, so
+    reseller staff can still rename or revoke a key an operator made.
+    """
+    if user.is_superuser:
+        return None
+    same_tenant = key.pk is not None and tenant is not None and key.tenant_id == tenant.pk
+    held = set(key.scopes or []) if same_tenant else set()
+    granted = (set(scopes) - held) & OPERATOR_SCOPES
+    if granted:
+        names = ", ".join(sorted(granted))
+        return f"Only a platform operator (superuser) may grant the {names} scope."
+    return None
+
+
 class ApiKeyAdminForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(
         choices=ApiKey.Scope.choices, widget=forms.CheckboxSelectMultiple
@@ -219,6 +184,20 @@ class ApiKeyAdminForm(forms.ModelForm):
     class Meta:
         model = ApiKey
         fields = ["name", "tenant", "scopes", "expiry_date", "revoked"]
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.user is not None and "scopes" in cleaned:
+            problem = scope_grant_problem(
+                self.user, self.instance, cleaned["scopes"], cleaned.get("tenant")
+            )
+            if problem:
+                self.add_error("scopes", problem)
+        return cleaned
 
 
 @admin.register(ApiKey)
@@ -229,6 +208,9 @@ class ApiKeyAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     search_fields = ("name", "prefix", "tenant__slug")
     list_select_related = ("tenant",)
     readonly_fields = ("prefix", "created")
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        return bound_to_user(super().get_form(request, obj, change=change, **kwargs), request.user)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "tenant" and not request.user.is_superuser:

@@ -4,15 +4,19 @@ read-only views of what the services compute — all scoped by tenant."""
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
 
-from accounts.admin import TenantScopedAdminMixin, is_tenant_staff
 from accounts.models import Tenant
+from accounts.scoped_admin import (
+    ScopedInlineMixin,
+    TenantScopedAdminMixin,
+    is_tenant_staff,
+    scope_form_choices,
+)
 from accounts.services import user_can_manage
 from billing.models import (
     DailyUsage,
@@ -28,8 +32,10 @@ from billing.plans import can_sell, duplicate_meter_errors, duplicate_plan, subs
 
 
 @admin.register(RollupRun)
-class RollupRunAdmin(admin.ModelAdmin):
-    """What each rollup did; written by the rollup only."""
+class RollupRunAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    """What each rollup did; written by the rollup only, read by platform operators."""
+
+    tenant_field = None
 
     list_display = (
         "started_at", "status", "trigger", "window_start", "window_end", "days_recomputed",
@@ -110,7 +116,7 @@ class PlanItemFormSet(forms.BaseInlineFormSet):
             forms_in_use[index].add_error("meter", message)
 
 
-class PlanItemInline(admin.TabularInline):
+class PlanItemInline(ScopedInlineMixin, admin.TabularInline):
     model = PlanItem
     form = PlanItemForm
     formset = PlanItemFormSet
@@ -137,25 +143,18 @@ class PlanItemInline(admin.TabularInline):
 
 
 class ScopedHistoryAdmin(TenantScopedAdminMixin, SimpleHistoryAdmin):
-    """History pages answer 404 outside the user's subtrees, like the change pages
-    (simple-history would fall back to the stored record and answer 403)."""
-
-    def visible_or_404(self, request, object_id):
-        if not self.get_queryset(request).filter(pk=unquote(object_id)).exists():
-            raise Http404
-
-    def history_view(self, request, object_id, extra_context=None):
-        self.visible_or_404(request, object_id)
-        return super().history_view(request, object_id, extra_context)
+    """Past versions answer 404 where the history list does (simple-history would
+    fall back to the stored record and answer 403)."""
 
     def history_form_view(self, request, object_id, version_id, extra_context=None):
-        self.visible_or_404(request, object_id)
+        self.history_or_404(request, object_id)
         return super().history_form_view(request, object_id, version_id, extra_context)
 
 
 @admin.register(Plan)
 class PlanAdmin(ScopedHistoryAdmin):
-    """Plans with their items in one form; reseller staff see and edit their own."""
+    """Plans with their items in one form; reseller staff edit their own and see,
+    read-only, the plans they are subscribed to (as the API shows them)."""
 
     tenant_field = "owner"
     inlines = [PlanItemInline]
@@ -169,6 +168,13 @@ class PlanAdmin(ScopedHistoryAdmin):
     def get_readonly_fields(self, request, obj=None):
         frozen = ("code", "owner") if obj is not None else ()
         return (*frozen, *self.readonly_fields)
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            # Who changed the items is the seller's record, like the history page.
+            fields = [name for name in fields if name != "item_changes"]
+        return fields
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "owner" and not request.user.is_superuser:
@@ -198,6 +204,7 @@ class PlanAdmin(ScopedHistoryAdmin):
         form = DuplicatePlanForm(
             request.POST if "apply" in request.POST else None, plan=plan, user=request.user
         )
+        scope_form_choices(form, request, self.admin_site)
         if form.is_valid():
             try:
                 copy = duplicate_plan(plan, **form.cleaned_data)
@@ -276,7 +283,7 @@ class SubscriptionAdmin(ScopedHistoryAdmin):
             )
 
 
-class StatementLineInline(admin.TabularInline):
+class StatementLineInline(ScopedInlineMixin, admin.TabularInline):
     model = StatementLine
     extra = 0
     can_delete = False

@@ -1,12 +1,16 @@
+"""The meter catalog and the usage records in the admin, on the scoped base."""
+
 from django.contrib import admin
 
-from accounts.admin import TenantScopedAdminMixin
+from accounts.scoped_admin import TenantScopedAdminMixin
 from metering.models import Meter, UsageEvent
 
 
 @admin.register(Meter)
-class MeterAdmin(admin.ModelAdmin):
+class MeterAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     """The catalog belongs to platform operators; staff may look it up."""
+
+    catalog = True
 
     list_display = ("code", "name", "category", "unit", "aggregation", "group_by", "is_active")
     list_filter = ("category", "aggregation", "is_active")
