@@ -175,6 +175,10 @@ def test_plans_in_the_admin_are_the_plans_of_the_api(data, users, staff_a, api):
     assert "Item changes" not in page.content.decode()
     assert staff_a.post(admin_url(Plan, "change", wholesale.pk), {"name": "x"}).status_code == 403
     assert staff_a.get(admin_url(Plan, "history", wholesale.pk)).status_code == 404
+    # Autocomplete offers the same plans.
+    query = {"app_label": "billing", "model_name": "subscription", "field_name": "plan"}
+    offered = staff_a.get(reverse("admin:autocomplete"), query).json()["results"]
+    assert {r["text"] for r in offered} == {str(plan) for plan in data.a[Plan]}
 
 
 def key_form(tenant, *scopes, **fields) -> dict:
@@ -216,6 +220,9 @@ def test_raw_id_field_never_names_an_object_out_of_scope(data, world, rf, users)
     assert not b_markers_in(str(form["tenant"]) + str(form["plan"]))
     own = form_class(data={"tenant": world.org_a.pk, "plan": data.a[Plan][0].pk})
     assert "Org A" in str(own["tenant"])
+    request.user = users["superuser"]
+    operator_form = RawIdSubscriptionAdmin(Subscription, admin.site).get_form(request)
+    assert "Org B" in str(operator_form(data={"tenant": world.org_b.pk})["tenant"])
 
 
 def test_a_filter_listing_every_tenant_is_refused():
