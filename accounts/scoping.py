@@ -8,8 +8,9 @@ so no view, viewset, list filter or choice list filters by hand.
 
 from django.contrib.auth import get_user_model
 from django.db.models import Q
+from django.shortcuts import get_object_or_404
 
-from accounts.models import restrict_to, visibility_q
+from accounts.models import Tenant, restrict_to, visibility_q
 
 
 def visible(queryset, principal, tenant_field: str | None = None):
@@ -37,3 +38,9 @@ def visible_users(queryset, principal):
         return restrict_to(queryset, condition)
     members = get_user_model().objects.filter(condition).values("pk")
     return queryset.filter(Q(pk__in=members) | Q(pk=principal.pk))
+
+
+def visible_tenant_or_404(principal, slug: str) -> Tenant:
+    """The tenant a URL or query parameter names, when the principal may see it:
+    another tenant's slug and an unknown one answer the same 404."""
+    return get_object_or_404(Tenant.objects.visible_to(principal), slug=slug)

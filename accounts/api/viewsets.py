@@ -1,11 +1,9 @@
-"""The base of every API viewset over tenant-owned objects, and the tenant lookup of
-the API views that are not querysets: both apply the one scoping rule, so no
-viewset filters by hand and another tenant's object answers 404."""
+"""The base of every API viewset over tenant-owned objects: it applies the one
+scoping rule, so no viewset filters by hand and another tenant's object answers 404.
+API views that are not querysets look tenants up with `visible_tenant_or_404`."""
 
-from django.shortcuts import get_object_or_404
 from rest_framework import mixins, viewsets
 
-from accounts.models import Tenant
 from accounts.scoping import visible
 
 
@@ -43,8 +41,3 @@ class ScopedEditViewSet(
     """List, read, create and PATCH; never PUT or DELETE."""
 
     http_method_names = ["get", "post", "patch", "head", "options"]
-
-
-def tenant_or_404(principal, slug: str) -> Tenant:
-    """The tenant a query parameter names, when the caller may see it."""
-    return get_object_or_404(visible(Tenant.objects.all(), principal), slug=slug)

@@ -8,8 +8,9 @@ from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.api.viewsets import ScopedEditViewSet, ScopedReadOnlyModelViewSet, tenant_or_404
+from accounts.api.viewsets import ScopedEditViewSet, ScopedReadOnlyModelViewSet
 from accounts.models import Tenant, subtrees_q
+from accounts.scoping import visible_tenant_or_404
 from accounts.services import user_can_manage
 from billing.api.serializers import (
     EntitlementSerializer,
@@ -107,7 +108,7 @@ class UsageView(APIView):
                 }
             )
         query = form.cleaned_data
-        tenant = tenant_or_404(request.user, query["tenant"])
+        tenant = visible_tenant_or_404(request.user, query["tenant"])
         summary = usage_summary(
             tenant, query["start"], query["end"], query["group_by"], form.filters()
         )
@@ -208,7 +209,7 @@ class PeriodMixin:
             if required:
                 raise ValidationError({"tenant": ["This parameter is required."]})
             return None
-        return tenant_or_404(self.request.user, slug)
+        return visible_tenant_or_404(self.request.user, slug)
 
 
 STATEMENT_CSV = [
@@ -239,7 +240,7 @@ class StatementViewSet(PeriodMixin, ScopedReadOnlyModelViewSet):
         if params.get("tenant"):
             statements = statements.filter(tenant=self.visible_tenant())
         if params.get("within"):
-            root = tenant_or_404(self.request.user, params["within"])
+            root = visible_tenant_or_404(self.request.user, params["within"])
             statements = statements.filter(subtrees_q([root], "tenant__"))
         if params.get("period"):
             statements = statements.filter(period=self.period())
