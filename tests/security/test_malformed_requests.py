@@ -393,6 +393,7 @@ def test_a_stored_lone_surrogate_reads_as_an_escape_in_json(users, api, surrogat
         assert json.loads(response.content)["results"][0]["attributes"] == {
             "direction": "in\ud800bound"
         }
+    assert api(users["superuser"]).get("/api/v1/events/?format=api").status_code == 200
 
 
 def test_a_stored_lone_surrogate_reads_in_csv(users, api, login, surrogate_attribute):

@@ -48,33 +48,48 @@ def field_problem(name: str, value: str) -> str | None:
 
 
 def data_problem(data) -> tuple[str, str] | None:
-    """The first (field path, reason) in parsed JSON that breaks the text or depth
-    rules, or None. Walks with its own stack, so depth is bounded by the rule,
+    """(field path, reason) for a value in parsed JSON that breaks the text or depth
+    rules, or None when none does. Walks with its own stack, so depth is bounded by the rule,
     not by the interpreter's recursion limit."""
-    pending = [(data, "", "", 1)]
+    # (value, its key or index, the trail of its parent, depth); paths are only
+    # spelled out for the value at fault.
+    pending = [(data, None, None, 1)]
     while pending:
-        value, path, key, depth = pending.pop()
-        if depth > MAX_JSON_DEPTH and isinstance(value, (dict, list)):
-            return path, f"Nested more than {MAX_JSON_DEPTH} levels deep."
+        value, step, parent, depth = pending.pop()
         if isinstance(value, str):
-            problem = text_problem(value, multiline=is_multiline_field(key))
+            problem = text_problem(
+                value, multiline=isinstance(step, str) and is_multiline_field(step)
+            )
             if problem:
-                return path, problem
-        elif isinstance(value, dict):
-            for name, item in reversed(value.items()):
-                problem = text_problem(name)
-                if problem:
-                    return path or str(name.encode("unicode_escape"), "ascii"), problem
-                child = f"{path}.{name}" if path else name
-                pending.append((item, child, name, depth + 1))
-        elif isinstance(value, list):
-            for index in reversed(range(len(value))):
-                pending.append((value[index], f"{path}[{index}]", key, depth + 1))
+                return trail_path((step, parent)), problem
+            continue
+        if not isinstance(value, (dict, list)):
+            continue
+        if depth > MAX_JSON_DEPTH:
+            return trail_path((step, parent)), f"Nested more than {MAX_JSON_DEPTH} levels deep."
+        trail = (step, parent)
+        if isinstance(value, list):
+            pending.extend((item, index, trail, depth + 1) for index, item in enumerate(value))
+            continue
+        for name, item in value.items():
+            problem = text_problem(name)
+            if problem:
+                return trail_path(trail) or name.encode("unicode_escape").decode("ascii"), problem
+            pending.append((item, name, trail, depth + 1))
     return None
 
 
+def trail_path(trail) -> str:
+    """`events[3].attributes.k` from a trail of (key or index, parent trail)."""
+    steps = []
+    while trail is not None and trail[0] is not None:
+        step, trail = trail
+        steps.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    return "".join(reversed(steps)).lstrip(".")
+
+
 def querydict_problem(data) -> tuple[str, str] | None:
-    """The first (field, reason) among a QueryDict's names and values, or None."""
+    """(field, reason) for a QueryDict name or value that breaks the text rules, or None."""
     for name, values in data.lists():
         problem = text_problem(name)
         if problem:
