@@ -251,6 +251,18 @@ def test_bad_characters_in_an_authorization_header_are_a_400(users, client, head
     assert fields_of(response) == {"Authorization"}
 
 
+def test_admin_text_areas_keep_their_line_breaks(users, login):
+    client = login(users["superuser"])
+    response = client.post(
+        "/admin/metering/meter/add/",
+        {"code": "x", "name": "X\n", "description": "One\r\nTwo\tthree"},
+    )
+    assert response.status_code == 400
+    assert "name" in response.content.decode()
+    response = client.post("/admin/metering/meter/add/", {"code": "x", "description": "1\r\n2"})
+    assert response.status_code == 200  # the admin's own form errors, not the 400
+
+
 def test_bad_characters_in_a_page_form_post_are_a_400(users, client):
     response = client.post("/accounts/login/", {"username": "alice\u0000", "password": PASSWORD})
     assert response.status_code == 400

@@ -18,8 +18,9 @@ from django.core.exceptions import ValidationError
 SINGLE_LINE_FORBIDDEN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 MULTILINE_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 # Field names whose values are multi-line text wherever they appear (JSON key or
-# form field, admin inline prefixes like `items-0-description` included).
-MULTILINE_FIELDS = frozenset({"description"})
+# form field, admin inline prefixes like `items-0-tiers` included): descriptions,
+# and JSON typed into the admin's text areas, which may be laid out over lines.
+MULTILINE_FIELDS = frozenset({"description", "tiers", "thresholds", "attributes", "branding"})
 
 # Deeper than any body the API defines (a plan's tiers sit 4 levels down); far
 # below what would exhaust the interpreter's stack while parsing or walking.
