@@ -421,8 +421,9 @@ def test_text_problem_names_what_is_wrong():
     assert text_problem("plain text, ünïcode and emoji 🎉") is None
     assert "U+0000" in text_problem("a\x00b")
     assert "U+000A" in text_problem("a\nb")
-    assert text_problem("a\nb\tc\r\n", multiline=True) is None
-    assert "U+0000" in text_problem("a\x00b", multiline=True)
+    assert text_problem("a\nb\tc\r\n", single_line=False) is None
+    assert "U+0000" in text_problem("a\x00b", single_line=False)
+    assert "U+0085" in text_problem("next\x85line", single_line=False)
     assert "U+007F" in text_problem("\x7f")
     assert "surrogate" in text_problem("\udc80")
     assert text_problem("\U0001f389") is None

@@ -13,10 +13,10 @@ from datetime import date, datetime
 
 from django.core.exceptions import ValidationError
 
-# C0 controls, DEL and the surrogate block. Tab, line feed and carriage return
-# belong to multi-line text (descriptions) and to nothing else.
-SINGLE_LINE_FORBIDDEN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
-MULTILINE_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+# C0 and C1 controls, DEL and the surrogate block. Tab, line feed and carriage
+# return belong to multi-line text (descriptions) and to nothing else.
+SINGLE_LINE_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+MULTILINE_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 # Field names whose values are multi-line text wherever they appear (JSON key or
 # form field, admin inline prefixes like `items-0-tiers` included): descriptions,
 # and JSON typed into the admin's text areas, which may be laid out over lines.
@@ -28,9 +28,10 @@ MAX_JSON_DEPTH = 32
 SUPPORTED_DATES = (date(2000, 1, 1), date(2100, 12, 31))
 
 
-def text_problem(value: str, *, multiline: bool = False) -> str | None:
-    """Why `value` cannot be accepted as text, or None when it can."""
-    found = (MULTILINE_FORBIDDEN if multiline else SINGLE_LINE_FORBIDDEN).search(value)
+def text_problem(value: str, *, single_line: bool = True) -> str | None:
+    """Why `value` cannot be accepted as text, or None when it can. Multi-line text
+    (descriptions) may hold tabs and line breaks; names, ids and parameters may not."""
+    found = (SINGLE_LINE_FORBIDDEN if single_line else MULTILINE_FORBIDDEN).search(value)
     if found is None:
         return None
     code = ord(found.group())
@@ -45,7 +46,7 @@ def is_multiline_field(name: str) -> bool:
 
 def field_problem(name: str, value: str) -> str | None:
     """`text_problem` for the value of a field called `name`."""
-    return text_problem(value, multiline=is_multiline_field(name))
+    return text_problem(value, single_line=not is_multiline_field(name))
 
 
 def data_problem(data) -> tuple[str, str] | None:
@@ -58,9 +59,8 @@ def data_problem(data) -> tuple[str, str] | None:
     while pending:
         value, step, parent, depth = pending.pop()
         if isinstance(value, str):
-            problem = text_problem(
-                value, multiline=isinstance(step, str) and is_multiline_field(step)
-            )
+            multiline = isinstance(step, str) and is_multiline_field(step)
+            problem = text_problem(value, single_line=not multiline)
             if problem:
                 return trail_path((step, parent)), problem
             continue
