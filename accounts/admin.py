@@ -10,7 +10,12 @@ from rest_framework_api_key.models import APIKey as LibraryApiKey
 
 from accounts.models import ApiKey, Membership, Tenant
 from accounts.scoped_admin import ScopedInlineMixin, TenantScopedAdminMixin, is_tenant_staff
-from accounts.services import check_parent_allowed, tree_write_lock, user_can_manage
+from accounts.services import (
+    check_parent_allowed,
+    check_seller_fields,
+    tree_write_lock,
+    user_can_manage,
+)
 
 __all__ = ["TenantScopedAdminMixin", "is_tenant_staff"]
 
@@ -71,6 +76,11 @@ class TenantAdminForm(forms.ModelForm):
         if self.user is not None and moved and "parent" not in self.errors:
             try:
                 check_parent_allowed(self.user, parent)
+            except ValidationError as error:
+                self.add_error(None, error)
+        if self.user is not None and self.instance.pk:
+            try:
+                check_seller_fields(self.user, self.instance, cleaned)
             except ValidationError as error:
                 self.add_error(None, error)
         return cleaned

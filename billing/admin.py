@@ -4,7 +4,7 @@ read-only views of what the services compute — all scoped by tenant."""
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -26,6 +26,7 @@ from billing.models import (
     Statement,
     StatementLine,
     Subscription,
+    TenantFailure,
     UsageAlert,
 )
 from billing.plans import can_sell, duplicate_meter_errors, duplicate_plan, subscribe, usable_plans
@@ -48,7 +49,16 @@ class RollupRunAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         return request.user.is_superuser
 
     def has_view_permission(self, request, obj=None):
+        # Asked without an object while Django looks one up: answering yes lets a
+        # row outside the user's scope end in the mixin's 404.
+        if obj is None:
+            return is_tenant_staff(request.user)
         return request.user.is_superuser
+
+    def changelist_view(self, request, extra_context=None):
+        if not request.user.is_superuser:
+            raise PermissionDenied
+        return super().changelist_view(request, extra_context)
 
     def has_add_permission(self, request):
         return False
@@ -329,3 +339,36 @@ class UsageAlertAdmin(ReadOnlyScopedAdmin):
     @admin.display(description="Meter", ordering="plan_item__meter__code")
     def meter(self, obj):
         return obj.plan_item.meter.code
+
+
+@admin.register(TenantFailure)
+class TenantFailureAdmin(ReadOnlyScopedAdmin):
+    """Tenants a statement, finalization, alert or mail run could not handle. The runs
+    went on for everyone else and retry these; a success removes the row."""
+
+    list_display = ("last_failed_at", "tenant", "job", "attempts", "first_failed_at", "reason")
+    list_filter = ("job",)
+    search_fields = ("tenant__name", "tenant__slug")
+    list_select_related = ("tenant",)
+    readonly_fields = ("tenant", "job", "attempts", "first_failed_at", "last_failed_at", "error")
+
+    # Tracebacks are the operator's business, not the tenants': tenant staff get 403 for
+    # their own rows and, as everywhere, 404 for anyone else's.
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        # Asked without an object while Django looks one up: answering yes lets a
+        # row outside the user's scope end in the mixin's 404.
+        if obj is None:
+            return is_tenant_staff(request.user)
+        return request.user.is_superuser
+
+    def changelist_view(self, request, extra_context=None):
+        if not request.user.is_superuser:
+            raise PermissionDenied
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="Reason")
+    def reason(self, obj):
+        return obj.error.splitlines()[0] if obj.error else ""

@@ -19,6 +19,7 @@ from billing.models import (
     Statement,
     StatementLine,
     Subscription,
+    TenantFailure,
     UsageAlert,
 )
 from metering.ingestion import ingest_events
@@ -73,7 +74,12 @@ def side(world, prefix: str, reseller: Tenant, org: Tenant, agent: Tenant, staff
     )
     key, _ = ApiKey.objects.create_key(name=f"{prefix}-key", tenant=reseller, scopes=["read"])
     viewer = make_user(f"{prefix}-viewer", org, "viewer")
+    failure = TenantFailure.objects.create(
+        tenant=org, job=TenantFailure.Job.STATEMENT, error=f"{prefix} failure",
+        first_failed_at=timezone.now(), last_failed_at=timezone.now(),
+    )  # fmt: skip
     return {
+        TenantFailure: [failure],
         Tenant: [org, agent, reseller],
         Plan: [retail, wholesale, custom],
         PlanItem: [item],
