@@ -240,7 +240,6 @@ def test_a_broken_plan_stalls_only_its_own_tenant(world, two_customers):
     assert not TenantFailure.objects.exists()
 
 
-
 def test_failures_show_to_superusers_only(world, two_customers, users, client, admin_user):
     break_plan(two_customers[1][0])
     refresh_drafts()
@@ -254,6 +253,7 @@ def test_failures_show_to_superusers_only(world, two_customers, users, client, a
     page = client.get(changelist)
     assert page.status_code == 200 and world.org_a.name in page.content.decode()
     assert client.get(change).status_code == 200
+
 
 def test_finalization_goes_on_past_a_broken_tenant(world, two_customers):
     period, (plan_a, _) = two_customers
