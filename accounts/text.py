@@ -17,7 +17,7 @@ def text_problem(value: str, *, single_line: bool = True) -> str | None:
     found = (_SINGLE_LINE if single_line else _ANY_LINE).search(value)
     if found is None:
         return None
-    char = found.group()
-    if "\ud800" <= char <= "\udfff":
-        return "Contains an unpaired surrogate (not valid Unicode text)."
-    return f"Contains a control character (U+{ord(char):04X}); use printable text only."
+    code = ord(found.group())
+    if 0xD800 <= code <= 0xDFFF:
+        return f"Contains an unpaired surrogate (U+{code:04X}); send valid Unicode text."
+    return f"Control character U+{code:04X} is not allowed here."

@@ -30,6 +30,7 @@ from billing.models import (
     UsageAlert,
 )
 from billing.plans import can_sell, duplicate_meter_errors, duplicate_plan, subscribe, usable_plans
+from usage_portal.api.inputs import CheckedJSONField
 
 
 @admin.register(RollupRun)
@@ -113,6 +114,7 @@ class PlanItemForm(forms.ModelForm):
             "thresholds",
         ]  # fmt: skip
         widgets = {"tiers": forms.Textarea(attrs={"rows": 2, "cols": 48})}
+        field_classes = {"tiers": CheckedJSONField}
 
 
 class PlanItemFormSet(forms.BaseInlineFormSet):

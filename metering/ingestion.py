@@ -135,7 +135,11 @@ class BatchContext:
         self.oldest = now - timedelta(days=settings.USAGE_BACKDATE_DAYS)
         self.newest = now + FUTURE_TOLERANCE
         self.meters = {m.code: m for m in Meter.objects.filter(is_active=True)}
-        refs = {e.get("tenant") for e in events if isinstance(e, dict)}
+        refs = {
+            e.get("tenant")
+            for e in events
+            if isinstance(e, dict) and isinstance(e.get("tenant"), str)
+        }
         self.tenants = resolve_tenants(
             {r for r in refs if isinstance(r, str) and r}, principal=principal
         )
@@ -342,7 +346,8 @@ def parse_quantity(value) -> Decimal:
         raise ValueError("Required: a number or a decimal string.")
     if not quantity.is_finite():
         raise ValueError("Must be a finite number (no NaN or Infinity).")
-    if abs(quantity) >= QUANTITY_LIMIT:
+    # copy_abs, not abs(): abs() rounds in the context and overflows on 1e999999999.
+    if quantity.copy_abs() >= QUANTITY_LIMIT:
         raise ValueError(f"Too large: at most {20 - QUANTITY_PLACES} digits before the point.")
     rounded = quantity.quantize(QUANTUM)
     if rounded != quantity:

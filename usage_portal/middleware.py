@@ -9,7 +9,8 @@ answer for JSON.
 
 from django.http import HttpResponseBadRequest, HttpResponseNotFound, JsonResponse
 
-from usage_portal.api.inputs import querydict_problem, text_problem
+from accounts.text import text_problem
+from usage_portal.api.inputs import querydict_problem
 from usage_portal.views import is_api_request
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")

@@ -7,7 +7,6 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status, viewsets
-from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 
@@ -22,6 +21,7 @@ from metering.filtersets import UsageEventFilterSet
 from metering.ingestion import BatchRejected, EventError, ingest_events
 from metering.models import Meter, UsageEvent
 from usage_portal.api.csv import CSVRenderer, streaming_csv
+from usage_portal.api.pagination import CheckedCursorPagination
 
 
 # Platform reference data, the same for every caller: not tenant-owned, so not on
@@ -34,7 +34,7 @@ class MeterViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_field = "code"
 
 
-class EventCursorPagination(CursorPagination):
+class EventCursorPagination(CheckedCursorPagination):
     ordering = ("-occurred_at", "-id")
     page_size = 100
     page_size_query_param = "page_size"

@@ -76,6 +76,19 @@ def test_admin_shows_the_same_validation_messages(world, users, login):
     assert not Plan.objects.exists()
 
 
+def test_admin_tiers_are_held_to_the_apis_json_rules(world, users, login):
+    client = login(users["manager_a"])
+    cases = [
+        ("[" * 100_000 + "]" * 100_000, "levels deep"),
+        ('[{"up_to": null, "unit_price": "1", "note": "a\\u0000b"}]', "U+0000"),
+        ("[{", "Enter a valid JSON"),
+    ]
+    for tiers, message in cases:
+        response = client.post(ADD, plan_form(world.reseller_a, [{"tiers": tiers}]))
+        assert response.status_code == 200 and message in errors_of(response), message
+    assert not Plan.objects.exists()
+
+
 def test_reseller_staff_cannot_see_or_use_another_resellers_plans(world, users, login):
     theirs = Plan.objects.create(code="b-plan", name="B", owner=world.reseller_b)
     platform = Plan.objects.create(code="platform", name="Platform")

@@ -64,3 +64,31 @@ def test_csv_with_attribute_columns(world, tmp_path, capsys):
     stored = UsageEvent.objects.get(event_id="c-1")
     assert stored.quantity == Decimal("12.5") and stored.dimension == "hot"
     assert stored.source == "service"
+
+
+def test_hostile_lines_are_reported_and_the_rest_stored(world, tmp_path, capsys):
+    at = (timezone.now() - timedelta(hours=2)).isoformat()
+    base = {"tenant": "agent-a", "meter": "emails", "quantity": 1, "timestamp": at}
+    lines = [
+        {**base, "event_id": "h-1"},
+        '{"event_id": "h-2", "tenant": "agent-a", "meter": "emails", "quantity": 1e999999999}',
+        '{"event_id": "h-3", "attributes": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        {**base, "event_id": "h-4", "attributes": {"k": "a\u0000b"}},
+        {**base, "event_id": "h-5\ud800"},
+        {**base, "event_id": "h-6", "tenant": ["agent-a"]},
+        {**base, "event_id": "h-7", "quantity": "-1e999999999"},
+        {**base, "event_id": "h-8"},
+    ]
+    source = tmp_path / "usage.jsonl"
+    source.write_text(
+        "\n".join(e if isinstance(e, str) else json.dumps(e) for e in lines) + "\n",
+        encoding="utf-8",
+        errors="surrogatepass",
+    )
+    call_command("ingest", str(source), "--no-progress")
+    out = capsys.readouterr().out
+    assert "2 accepted, 0 duplicates, 6 rejected." in out
+    for line_no in range(2, 8):
+        assert f"line {line_no}:" in out
+    assert "nested more than" in out.lower() and "U+0000" in out
+    assert set(UsageEvent.objects.values_list("event_id", flat=True)) == {"h-1", "h-8"}

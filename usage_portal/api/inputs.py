@@ -2,21 +2,21 @@
 
 One rule for every entry point (API parsers, the request middleware, forms,
 filtersets, the `ingest` command): text holds no control characters and no
-unpaired surrogates, JSON is nested at most `MAX_JSON_DEPTH` levels, dates lie
-in `SUPPORTED_DATES`. PostgreSQL refuses NUL in text, no UTF-8 encoder accepts a
-lone surrogate, and date arithmetic overflows at years 1 and 9999: checked here,
-each is a 400 naming the field instead of a 500 somewhere deeper.
+unpaired surrogates (`accounts.text`, the rule models share), JSON is nested at
+most `MAX_JSON_DEPTH` levels, dates lie in `SUPPORTED_DATES`. PostgreSQL refuses
+NUL in text, no UTF-8 encoder accepts a lone surrogate, and date arithmetic
+overflows at years 1 and 9999: checked here, each is a 400 naming the field
+instead of a 500 somewhere deeper.
 """
 
-import re
+import json
 from datetime import date, datetime
 
+from django import forms
 from django.core.exceptions import ValidationError
 
-# C0 and C1 controls, DEL and the surrogate block. Tab, line feed and carriage
-# return belong to multi-line text (descriptions) and to nothing else.
-SINGLE_LINE_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-MULTILINE_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+from accounts.text import text_problem
+
 # Field names whose values are multi-line text wherever they appear (JSON key or
 # form field, admin inline prefixes like `items-0-tiers` included): descriptions,
 # and JSON typed into the admin's text areas, which may be laid out over lines.
@@ -26,18 +26,6 @@ MULTILINE_FIELDS = frozenset({"description", "tiers", "thresholds", "attributes"
 # below what would exhaust the interpreter's stack while parsing or walking.
 MAX_JSON_DEPTH = 32
 SUPPORTED_DATES = (date(2000, 1, 1), date(2100, 12, 31))
-
-
-def text_problem(value: str, *, single_line: bool = True) -> str | None:
-    """Why `value` cannot be accepted as text, or None when it can. Multi-line text
-    (descriptions) may hold tabs and line breaks; names, ids and parameters may not."""
-    found = (SINGLE_LINE_FORBIDDEN if single_line else MULTILINE_FORBIDDEN).search(value)
-    if found is None:
-        return None
-    code = ord(found.group())
-    if 0xD800 <= code <= 0xDFFF:
-        return f"Contains an unpaired surrogate (U+{code:04X}); send valid Unicode text."
-    return f"Control character U+{code:04X} is not allowed here."
 
 
 def is_multiline_field(name: str) -> bool:
@@ -111,3 +99,40 @@ def validate_supported_date(value: date | datetime) -> None:
             f"Use a date between {first.isoformat()} and {last.isoformat()}.",
             code="unsupported_date",
         )
+
+
+def load_json_text(text: str, **options):
+    """`json.loads` for text typed or uploaded by a person (an admin text area, a
+    line of a bulk file): ValueError naming the problem when it is not JSON, is
+    nested too deep or holds text the rules refuse."""
+    try:
+        data = json.loads(text, **options)
+    except RecursionError:
+        raise ValueError(f"Nested more than {MAX_JSON_DEPTH} levels deep.") from None
+    problem = data_problem(data)
+    if problem:
+        path, reason = problem
+        raise ValueError(f"{path}: {reason}" if path else reason)
+    return data
+
+
+class CheckedJSONField(forms.JSONField):
+    """The admin's JSON text area, held to the same depth and text rules as the API."""
+
+    def to_python(self, value):
+        if self.disabled or value in self.empty_values or not isinstance(value, str):
+            return super().to_python(value)
+        try:
+            load_json_text(value)
+        except ValueError as error:
+            if isinstance(error, json.JSONDecodeError):
+                return super().to_python(value)  # Django's own "Enter a valid JSON."
+            raise ValidationError(str(error), code="invalid") from None
+        return super().to_python(value)
+
+    def bound_data(self, data, initial):
+        # Shown again as typed when the form comes back with errors.
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return forms.fields.InvalidJSONInput(data)

@@ -8,7 +8,8 @@ from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.response import Response
 
-from usage_portal.api.inputs import SUPPORTED_DATES, text_problem
+from accounts.text import text_problem
+from usage_portal.api.inputs import SUPPORTED_DATES
 
 
 class PagePagination(PageNumberPagination):

@@ -3,7 +3,6 @@
 import csv
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -12,7 +11,9 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from accounts.models import PlatformPrincipal
+from metering.api.parsers import bounded_decimal
 from metering.ingestion import count_stored, store_events, validate_events
+from usage_portal.api.inputs import load_json_text
 
 EVENT_COLUMNS = ("event_id", "tenant", "meter", "quantity", "timestamp", "source")
 MAX_REPORTED = 50
@@ -109,10 +110,17 @@ def read_jsonl(handle):
     for line_no, line in enumerate(handle, start=1):
         if not line.strip():
             continue
-        try:
-            yield line_no, json.loads(line, parse_float=Decimal, parse_constant=reject_constant)
-        except ValueError as error:
-            yield line_no, ValueError(f"not valid JSON ({error})")
+        yield line_no, parse_line(line)
+
+
+def parse_line(line: str):
+    """One event, or the ValueError saying why the line is not one (as the API would)."""
+    try:
+        return load_json_text(line, parse_float=bounded_decimal, parse_constant=reject_constant)
+    except json.JSONDecodeError as error:
+        return ValueError(f"not valid JSON ({error})")
+    except ValueError as error:
+        return error
 
 
 def read_csv(handle):
@@ -129,10 +137,11 @@ def csv_event(row: dict) -> dict:
     event = {k: row[k] for k in EVENT_COLUMNS if row.get(k) not in (None, "")}
     attributes = {}
     if row.get("attributes"):
-        try:
-            attributes = json.loads(row["attributes"])
-        except ValueError:
-            raise ValueError("attributes: not a JSON object") from None
+        attributes = parse_line(row["attributes"])
+        if isinstance(attributes, ValueError):
+            raise ValueError(f"attributes: {attributes}")
+        if not isinstance(attributes, dict):
+            raise ValueError("attributes: not a JSON object")
     for key, value in row.items():
         if key and key.startswith("attr_") and value:
             attributes[key[len("attr_") :]] = value
