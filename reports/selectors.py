@@ -14,8 +14,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from accounts.models import Tenant, subtrees_q
 from billing.margin import reseller_margin
 from billing.models import Statement, UsageAlert
+from billing.plan_rules import alert_base, allowance_used_up, thresholds_crossed
 from billing.plans import subscription_covering
-from billing.statements import statement_totals
+from billing.statements import statement_totals, usage_by_meter
 from billing.usage import UsageFilters, UsageSummary, usage_summary
 from metering.catalog import CATALOG
 from metering.models import Meter
@@ -45,6 +46,10 @@ class PlanAllowance:
     included: Decimal
     limit: Decimal | None = None
     thresholds: tuple[int, ...] = ()
+    # The usage the plan counts, when it differs from the card's total: the
+    # subscription started or ended inside the period, or a source or dimension
+    # filter narrows the card. Alerts and entitlements count exactly this.
+    counted: Decimal | None = None
 
 
 def billing_month(period: Period) -> date | None:
@@ -55,16 +60,30 @@ def billing_month(period: Period) -> date | None:
     return period.start.replace(day=1)
 
 
-def plan_allowances(tenant: Tenant, period: Period) -> dict[str, PlanAllowance]:
+def plan_allowances(
+    tenant: Tenant, period: Period, filters: UsageFilters | None = None
+) -> dict[str, PlanAllowance]:
     """Plan allowance per meter code for the tenant's own subscription in the period."""
     if billing_month(period) is None:
         return {}
     subscription = subscription_covering(tenant, period.start, period.end)
     if subscription is None:
         return {}
+    items = list(subscription.plan.items.select_related("meter"))
+    start = max(subscription.starts_on, period.start)
+    end = min(subscription.ends_on or period.end, period.end)
+    narrowed = filters is not None and (filters.source or filters.dimension is not None)
+    counted = None
+    if (start, end) != (period.start, period.end) or narrowed:
+        counted = usage_by_meter(tenant, start, end, [item.meter.code for item in items])
     return {
-        item.meter.code: PlanAllowance(item.included_quantity, item.limit, tuple(item.thresholds))
-        for item in subscription.plan.items.select_related("meter")
+        item.meter.code: PlanAllowance(
+            item.included_quantity,
+            item.limit,
+            tuple(item.thresholds),
+            None if counted is None else counted.get(item.meter_id, Decimal(0)),
+        )
+        for item in items
     }
 
 
@@ -87,22 +106,19 @@ class PlanBar:
 
 
 def plan_bar(used: Decimal, allowance: PlanAllowance) -> PlanBar:
-    """Used against the plan, colored by the highest alert threshold crossed.
-
-    Thresholds are percentages of the limit when there is one, else of the
-    included quantity (as the plan API defines them).
-    """
-    full = allowance.limit if allowance.limit else allowance.included
-    if not full:
-        return PlanBar(Decimal(100), None, "over" if used > 0 else "ok", ())
-    percent = used * 100 / full
-    crossed = tuple(t for t in sorted(allowance.thresholds) if percent >= t)
-    if percent > 100:
+    """Used against the plan, colored by the highest alert threshold crossed; "over"
+    once the base is used up (billing.plan_rules, as alerts and entitlements say)."""
+    if allowance.counted is not None:
+        used = allowance.counted
+    base = alert_base(allowance.limit, allowance.included)
+    crossed = thresholds_crossed(used, base, allowance.thresholds)
+    if allowance_used_up(used, base):
         level = "over"
     elif crossed:
         level = "warn"
     else:
         level = "ok"
+    percent = used * 100 / base if base > 0 else Decimal(100)
     included_at = (
         round_percent(allowance.included * 100 / allowance.limit) if allowance.limit else None
     )
@@ -356,7 +372,7 @@ def tenant_report(
     current = usage_summary(tenant, period.start, period.end, "meter", filters)
     previous_period = period.previous()
     previous = usage_summary(tenant, previous_period.start, previous_period.end, "meter", filters)
-    cards = meter_cards(current, previous, plan_allowances(tenant, period))
+    cards = meter_cards(current, previous, plan_allowances(tenant, period, filters))
     by_child = usage_summary(tenant, period.start, period.end, "child", filters)
     children = children_usage(by_child, list(tenant.get_children()))
     charges = child_charges(tenant, period)
