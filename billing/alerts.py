@@ -18,26 +18,40 @@ from django.utils import timezone
 from accounts.models import Membership, Tenant
 from billing.failures import FailureLog, guarded
 from billing.models import PlanItem, Subscription, TenantFailure, UsageAlert
-from billing.statements import month_of, segment_of, subscriptions_in, usage_by_meter
+from billing.plan_rules import threshold_crossed
+from billing.statements import (
+    month_of,
+    periods_to_refresh,
+    segment_of,
+    subscriptions_in,
+    usage_by_meter,
+)
 
 logger = logging.getLogger(__name__)
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def check_alerts(
-    *, today: date | None = None, subscriptions=None, meter_ids=None, policy=None
+    *, today: date | None = None, periods=None, subscriptions=None, meter_ids=None, policy=None
 ) -> list[UsageAlert]:
-    """Raise the alerts now due in the current month; returns the new ones."""
+    """Raise the alerts now due; returns the new ones.
+
+    An alert belongs to the month of the usage: by default every month whose
+    statements are still open is checked (the current one, and a closed one until
+    it is finalized), so late usage of last month raises last month's alert.
+    """
     today = today or timezone.now().date()
-    period = month_of(today)
-    if subscriptions is None:
-        subscriptions = subscriptions_in(period).filter(starts_on__lte=today)
+    periods = periods_to_refresh(today) if periods is None else periods
     raised, failures = [], FailureLog(TenantFailure.Job.ALERTS)
-    for subscription in subscriptions:
-        with failures.guard(subscription.tenant):
-            items = alerting_items(subscription, meter_ids, policy)
-            if items:
-                raised += check_subscription(subscription, items, period)
+    for period in periods:
+        in_period = subscriptions
+        if in_period is None:
+            in_period = subscriptions_in(period).filter(starts_on__lte=today)
+        for subscription in in_period:
+            with failures.guard(subscription.tenant):
+                items = alerting_items(subscription, meter_ids, policy)
+                if items:
+                    raised += check_subscription(subscription, items, period)
     return raised
 
 
@@ -69,7 +83,7 @@ def check_subscription(subscription, items: list[PlanItem], period: date) -> lis
         if quantity is None:
             continue
         for threshold in item.thresholds:
-            crossed = quantity * 100 >= item.alert_base * threshold
+            crossed = threshold_crossed(quantity, item.alert_base, threshold)
             if crossed and (item.pk, threshold) not in done:
                 alert = raise_alert(subscription, item, threshold, period, quantity)
                 if alert is not None:
@@ -167,6 +181,7 @@ def check_block_limits(tenant_ids, meter_ids) -> list[UsageAlert]:
     concerned = [s for s in candidates if covers(s.tenant, positions)]
     return check_alerts(
         today=today,
+        periods=[month_of(today)],
         subscriptions=concerned,
         meter_ids=meter_ids,
         policy=PlanItem.OveragePolicy.BLOCK,

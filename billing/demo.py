@@ -10,9 +10,10 @@ from decimal import Decimal as D
 
 from accounts.models import Tenant
 from billing.alerts import check_alerts
+from billing.closing import close_months
 from billing.models import Plan, PlanItem, Subscription
 from billing.plans import duplicate_plan, save_plan
-from billing.statements import finalize_closed_periods, month_of, refresh_drafts
+from billing.statements import month_of, refresh_drafts
 from metering.models import Meter
 
 # meter: (included per tier starter/growth/enterprise, unit price, thresholds)
@@ -57,10 +58,10 @@ def load_demo_billing(today: date) -> dict:
                 plan = tight_custom_plan(plan, org)
             Subscription.objects.create(tenant=org, plan=plan, starts_on=starts_on)
             subscriptions += 1
-    finalized = finalize_closed_periods(today)
+    closed = close_months(today)
     drafts = refresh_drafts(today)
-    alerts = len(check_alerts(today=today))
-    return {"plans": plans, "subscriptions": subscriptions, "final": finalized,
+    alerts = closed["alerts"] + len(check_alerts(today=today))
+    return {"plans": plans, "subscriptions": subscriptions, "final": closed["finalized"],
             "drafts": drafts, "alerts": alerts}  # fmt: skip
 
 

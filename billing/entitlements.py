@@ -15,6 +15,7 @@ from django.utils import timezone
 from accounts.models import Tenant
 from billing.models import PlanItem, Subscription
 from billing.money import ZERO
+from billing.plan_rules import limit_reached
 from billing.statements import month_of, segment_of, usage_by_meter
 from metering.models import Meter
 
@@ -71,7 +72,8 @@ def item_entitlement(tenant, meter, subscription, item: PlanItem, today: date) -
     used = usage_by_meter(subscription.tenant, start, today, [meter.code]).get(meter.pk, ZERO)
     limit = item.limit
     remaining = None if limit is None else max(limit - used, ZERO)
-    blocked = item.overage_policy == PlanItem.OveragePolicy.BLOCK and used >= limit
+    blocking = item.overage_policy == PlanItem.OveragePolicy.BLOCK
+    blocked = blocking and limit_reached(used, limit)
     return Entitlement(
         tenant=tenant,
         meter=meter,

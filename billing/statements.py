@@ -180,23 +180,35 @@ def finalize_closed_periods(today: date | None = None) -> int:
     """Finalize every statement of a month that has closed; idempotent, so a schedule
     that missed months catches up. Returns how many statements became final."""
     today = today or timezone.now().date()
-    current = month_of(today)
-    first = Subscription.objects.order_by("starts_on").values_list("starts_on", flat=True).first()
-    finalized, period = 0, month_of(first) if first else current
-    failures = FailureLog(TenantFailure.Job.FINALIZE)
-    while period < current:
-        finals = set(
-            Statement.objects.filter(period=period, status=Statement.Status.FINAL).values_list(
-                "tenant_id", flat=True
-            )
-        )
+    finalized, failures = 0, FailureLog(TenantFailure.Job.FINALIZE)
+    for period in periods_to_finalize(today):
+        finals = final_tenant_ids(period)
         for tenant, subscriptions in subscriptions_by_tenant(period).items():
             if tenant.pk not in finals:
                 with failures.guard(tenant):
                     refresh_statement(tenant, period, final=True, subscriptions=subscriptions)
                     finalized += 1
-        period = next_month(period)
     return finalized
+
+
+def periods_to_finalize(today: date) -> list[date]:
+    """Closed months with a subscription whose statement is not final yet."""
+    current = month_of(today)
+    first = Subscription.objects.order_by("starts_on").values_list("starts_on", flat=True).first()
+    periods, period = [], month_of(first) if first else current
+    while period < current:
+        if subscriptions_in(period).exclude(tenant_id__in=final_tenant_ids(period)).exists():
+            periods.append(period)
+        period = next_month(period)
+    return periods
+
+
+def final_tenant_ids(period: date) -> set[int]:
+    return set(
+        Statement.objects.filter(period=period, status=Statement.Status.FINAL).values_list(
+            "tenant_id", flat=True
+        )
+    )
 
 
 def statement_totals(tenant_ids, period: date) -> dict[int, Statement]:

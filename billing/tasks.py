@@ -1,9 +1,10 @@
 """django-q2 task entry points: thin wrappers over the services (and idempotent)."""
 
 from billing.alerts import check_alerts
+from billing.closing import close_months
 from billing.compaction import prune_compaction_runs
 from billing.rollup import run_compaction, run_rollup
-from billing.statements import finalize_closed_periods, refresh_drafts
+from billing.statements import refresh_drafts
 
 
 def scheduled_rollup() -> dict:
@@ -23,7 +24,7 @@ def after_rollup() -> dict:
 
 
 def finalize_statements() -> dict:
-    return {"finalized": finalize_closed_periods()}
+    return close_months()
 
 
 def compact_tail() -> dict:

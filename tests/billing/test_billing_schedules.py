@@ -21,7 +21,7 @@ def test_finalize_schedule_is_monthly_after_the_period_closes(db):
     [schedule] = Schedule.objects.filter(name=FINALIZE_SCHEDULE)
     assert schedule.schedule_type == Schedule.MONTHLY
     assert schedule.next_run.day == 1 and schedule.next_run > timezone.now()
-    assert import_string(schedule.func)() == {"finalized": 0}
+    assert import_string(schedule.func)() == {"alerts": 0, "finalized": 0}
 
 
 def test_next_month_start_crosses_the_year():
