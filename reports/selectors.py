@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from accounts.models import Tenant, subtrees_q
-from billing.margin import reseller_margin
+from billing.margin import BASE_FEE, is_seller, seller_margin
 from billing.models import Statement, UsageAlert
 from billing.plan_rules import alert_base, allowance_used_up, thresholds_crossed
 from billing.plans import subscription_covering
@@ -420,7 +420,7 @@ class StatementsPage:
     own: list  # the tenant's own statements, newest first
     selected: object | None  # its statement of `period`
     customers: list  # statements of the tenants below it for `period`
-    margin: object | None  # for tenants with customers
+    margin: object | None  # for sellers (partners and resellers)
     alerts: list
 
 
@@ -433,10 +433,25 @@ def statements_page(tenant: Tenant, period: date) -> StatementsPage:
         .exclude(tenant=tenant)
         .select_related("tenant")
     )
-    margin = reseller_margin(tenant, period) if customers else None
+    margin = seller_margin(tenant, period) if is_seller(tenant) else None
     alerts = list(
         UsageAlert.objects.filter(subtrees_q([tenant], "tenant__"), period=period).select_related(
             "tenant", "plan_item__meter"
         )
     )
     return StatementsPage(period, own, selected, customers, margin, alerts)
+
+
+def margin_meter_rows(margin) -> list[dict]:
+    """The margin's rows by meter name (base fees first), then its total."""
+    names = dict(Meter.objects.values_list("code", "name"))
+    rows = [
+        {"meter": "Base fees" if row.meter == BASE_FEE else names.get(row.meter, row.meter),
+         "retail": row.retail, "wholesale": row.wholesale, "margin": row.margin}
+        for row in margin.rows
+    ]  # fmt: skip
+    rows.append(
+        {"meter": "Total", "retail": margin.retail, "wholesale": margin.wholesale,
+         "margin": margin.margin}
+    )  # fmt: skip
+    return rows

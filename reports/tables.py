@@ -251,6 +251,8 @@ class StatementLineTable(tables.Table):
 
 
 class MarginTable(tables.Table):
+    """A seller's margin per meter (base fees first) and its total, in the wholesale currency."""
+
     def __init__(self, *args, currency: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.currency = currency
@@ -264,6 +266,48 @@ class MarginTable(tables.Table):
         attrs = {"class": "table", "id": "margin-table"}
         empty_text = "No statements for this month."
         orderable = False
+
+
+def margin_total(name: str):
+    """A footer showing the margin's total of `name`, which the customer rows add up to
+    (with no customer there is nothing to add up: no total)."""
+
+    def footer(table):
+        if not table.margin.customers:
+            return ""
+        return format_money(getattr(table.margin, name), table.currency)
+
+    return footer
+
+
+class MarginCustomerTable(tables.Table):
+    """A seller's margin per customer: what it bills the customer, the wholesale
+    attributed to it, and the difference. Totals are a footer, so the CSV holds
+    exactly one row per customer."""
+
+    customer = tables.Column(
+        accessor="tenant__name",
+        verbose_name="Customer",
+        linkify=lambda record, table: (
+            reverse("reports:statements", args=[record.tenant.slug])
+            + f"?period={table.margin.period:%Y-%m}"
+        ),
+        footer=lambda table: "Total" if table.margin.customers else "",
+    )
+    slug = tables.Column(accessor="tenant__slug", verbose_name="Slug")
+    retail = MoneyColumn(verbose_name="Retail", footer=margin_total("retail"))
+    wholesale_share = MoneyColumn(verbose_name="Wholesale share", footer=margin_total("wholesale"))
+    margin = MoneyColumn(verbose_name="Margin", footer=margin_total("margin"))
+
+    class Meta:
+        attrs = {"class": "table", "id": "margin-customers-table"}
+        empty_text = "No customer statements in this currency this month."
+        order_by = ("customer",)
+
+    def __init__(self, margin, **kwargs):
+        super().__init__(margin.customers, **kwargs)
+        self.margin = margin
+        self.currency = margin.currency
 
 
 class UsageAlertTable(tables.Table):

@@ -12,17 +12,17 @@ from django_tables2.paginators import LazyPaginator
 
 from accounts.models import Tenant, subtrees_q
 from accounts.selectors import top_tenants, visible_ancestors
-from billing.margin import BASE_FEE
 from billing.statements import month_of, parse_period
 from metering.filtersets import UsageEventFilterSet
 from metering.models import Meter, UsageEvent
 from reports.exports import queryset_table_csv, table_csv
 from reports.forms import CATEGORIES, ReportQueryForm
-from reports.selectors import daily_series, in_catalog_order, tenant_report
+from reports.selectors import daily_series, in_catalog_order, margin_meter_rows, tenant_report
 from reports.selectors import statements_page as select_statements_page
 from reports.tables import (
     ChildUsageTable,
     DailySeriesTable,
+    MarginCustomerTable,
     MarginTable,
     MeterTotalsTable,
     StatementLineTable,
@@ -209,22 +209,10 @@ def statement_tables(page) -> dict:
     if page.selected is not None:
         tables["lines"] = StatementLineTable(page.selected.lines.select_related("meter"))
     if page.margin is not None:
-        tables["margin"] = MarginTable(margin_rows(page.margin), currency=page.margin.currency)
+        margin = page.margin
+        tables["margin"] = MarginTable(margin_meter_rows(margin), currency=margin.currency)
+        tables["margin_customers"] = MarginCustomerTable(margin, prefix="mc-")
     return tables
-
-
-def margin_rows(margin) -> list[dict]:
-    names = dict(Meter.objects.values_list("code", "name"))
-    rows = [
-        {"meter": "Base fees" if row.meter == BASE_FEE else names.get(row.meter, row.meter),
-         "retail": row.retail, "wholesale": row.wholesale, "margin": row.margin}
-        for row in margin.rows
-    ]  # fmt: skip
-    rows.append(
-        {"meter": "Total", "retail": margin.retail, "wholesale": margin.wholesale,
-         "margin": margin.margin}
-    )  # fmt: skip
-    return rows
 
 
 def statement_period(request):
@@ -264,7 +252,8 @@ def statements_page(request, slug):
 
 @login_required
 def statements_csv(request, slug):
-    """One of the statements page's tables: `?table=statements|lines|customers|margin|alerts`."""
+    """One of the statements page's tables:
+    `?table=statements|lines|customers|margin|margin_customers|alerts`."""
     tenant = visible_tenant_or_404(request, slug)
     period = statement_period(request)
     if period is None:

@@ -217,22 +217,42 @@ class UsageAlertSerializer(serializers.ModelSerializer):
 
 
 class MarginRowSerializer(serializers.Serializer):
-    meter = serializers.CharField()
+    meter = serializers.CharField(help_text='A meter code, or "base_fee".')
     retail = serializers.DecimalField(max_digits=20, decimal_places=3)
     wholesale = serializers.DecimalField(max_digits=20, decimal_places=3)
     margin = serializers.DecimalField(max_digits=20, decimal_places=3)
 
 
-class MarginSerializer(serializers.Serializer):
+class CustomerMarginSerializer(serializers.Serializer):
     tenant = serializers.CharField(source="tenant.slug")
+    retail = serializers.DecimalField(
+        max_digits=20, decimal_places=3, help_text="What the seller bills this customer."
+    )
+    wholesale_share = serializers.DecimalField(
+        max_digits=20,
+        decimal_places=3,
+        help_text="The seller's wholesale attributed to this customer: meter lines by its "
+        "usage share, the base fee by its share of retail.",
+    )
+    margin = serializers.DecimalField(max_digits=20, decimal_places=3)
+
+
+class MarginSerializer(serializers.Serializer):
+    tenant = serializers.SerializerMethodField(help_text="The seller's slug; null: the platform.")
     period = serializers.DateField(format="%Y-%m")
     currency = serializers.CharField(allow_null=True)
     retail = serializers.DecimalField(max_digits=20, decimal_places=3)
     wholesale = serializers.DecimalField(max_digits=20, decimal_places=3)
     margin = serializers.DecimalField(max_digits=20, decimal_places=3)
     customer_statements = serializers.IntegerField()
-    excluded_statements = serializers.IntegerField()
+    excluded_statements = serializers.IntegerField(
+        help_text="Customer statements in another currency than the wholesale one, left out."
+    )
     results = MarginRowSerializer(many=True, source="rows")
+    customers = CustomerMarginSerializer(many=True)
+
+    def get_tenant(self, margin) -> str | None:
+        return margin.tenant.slug if margin.tenant is not None else None
 
 
 class EntitlementSerializer(serializers.Serializer):

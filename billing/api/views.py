@@ -1,7 +1,12 @@
 from datetime import date
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
@@ -23,11 +28,12 @@ from billing.api.serializers import (
 from billing.entitlements import entitlement
 from billing.filtersets import PlanFilterSet, SubscriptionFilterSet
 from billing.forms import UsageQueryForm
-from billing.margin import reseller_margin
+from billing.margin import is_seller, seller_margin
 from billing.models import Plan, Statement, Subscription, UsageAlert
 from billing.plans import can_sell, save_plan, subscribe
 from billing.statements import month_of, parse_period
 from billing.usage import usage_summary
+from metering.api.views import ERROR_BODY
 from metering.models import Meter
 from usage_portal.api.csv import CSVRenderer, streaming_csv
 
@@ -270,18 +276,42 @@ def statement_csv_rows(statements):
 
 
 class MarginView(PeriodMixin, APIView):
-    """Retail charged to the tenant's customers, wholesale it owes upstream, margin."""
+    """A seller's margin: retail billed to its customers on its own plans, wholesale
+    it owes upstream, per meter and per customer. Superusers omit `tenant` for the
+    platform's own margin (its plans are those without an owner)."""
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("tenant", str, required=True),
+            OpenApiParameter(
+                "tenant",
+                str,
+                description="A partner's or reseller's slug; required, except for superusers, "
+                "who omit it for the platform's margin.",
+            ),
             OpenApiParameter("period", str, description="YYYY-MM, default this month"),
         ],
-        responses=MarginSerializer,
+        responses={
+            200: MarginSerializer,
+            400: OpenApiResponse(
+                ERROR_BODY, description="Not a month, no tenant, or a tenant that does not sell."
+            ),
+            404: OpenApiResponse(description="No such tenant among those you may see."),
+        },
     )
     def get(self, request):
+        return Response(MarginSerializer(seller_margin(self.seller(), self.period())).data)
+
+    def seller(self) -> Tenant | None:
+        """The seller asked for; None for the platform. Visibility comes first, so a
+        tenant out of scope answers 404 whatever its kind."""
+        if not self.request.query_params.get("tenant") and self.request.user.is_superuser:
+            return None
         tenant = self.visible_tenant()
-        return Response(MarginSerializer(reseller_margin(tenant, self.period())).data)
+        if not is_seller(tenant):
+            kind = tenant.get_kind_display().lower()
+            message = f"Margin is for partners and resellers; {tenant.slug} is an {kind}."
+            raise ValidationError({"tenant": [message]})
+        return tenant
 
 
 class UsageAlertViewSet(PeriodMixin, ScopedReadOnlyModelViewSet):
