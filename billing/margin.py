@@ -231,10 +231,11 @@ def charge_back(
     """The wholesale shared out over the customers, to the minor unit, adding up to it.
 
     Each wholesale meter line goes by the customers' usage of that meter over the
-    line's days (their subtree usage, as their own statements count it); a line no
-    customer used (usage from tenants nobody bills) and the wholesale base fee go by
-    share of retail, equally when no customer has any. Shares are summed exactly and
-    rounded once per customer (see `allocate`).
+    line's days: their subtree usage, as their own statements count it (a customer
+    inside another customer's tree weighs in both, as both are billed for it). A
+    line no customer used (usage from tenants nobody bills) and the wholesale base
+    fee go by share of retail, equally when no customer has any. Shares are summed
+    exactly and rounded once per customer (see `allocate`).
     """
     if own is None or not parts:
         return {}

@@ -268,6 +268,9 @@ class MarginTable(tables.Table):
         orderable = False
 
 
+TOTALLED = {"td": {"class": "num"}, "th": {"class": "num"}, "tf": {"class": "num"}}
+
+
 def margin_total(name: str):
     """A footer showing the margin's total of `name`, which the customer rows add up to
     (with no customer there is nothing to add up: no total)."""
@@ -295,9 +298,11 @@ class MarginCustomerTable(tables.Table):
         footer=lambda table: "Total" if table.margin.customers else "",
     )
     slug = tables.Column(accessor="tenant__slug", verbose_name="Slug")
-    retail = MoneyColumn(verbose_name="Retail", footer=margin_total("retail"))
-    wholesale_share = MoneyColumn(verbose_name="Wholesale share", footer=margin_total("wholesale"))
-    margin = MoneyColumn(verbose_name="Margin", footer=margin_total("margin"))
+    retail = MoneyColumn(verbose_name="Retail", footer=margin_total("retail"), attrs=TOTALLED)
+    wholesale_share = MoneyColumn(
+        verbose_name="Wholesale share", footer=margin_total("wholesale"), attrs=TOTALLED
+    )
+    margin = MoneyColumn(verbose_name="Margin", footer=margin_total("margin"), attrs=TOTALLED)
 
     class Meta:
         attrs = {"class": "table", "id": "margin-customers-table"}

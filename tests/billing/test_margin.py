@@ -401,3 +401,12 @@ def test_organizations_page_has_no_margin(market, people, client):
     assert 'id="margin"' not in html
     response = client.get("/reports/t/o-a/statements/csv/?period=2026-03&table=margin_customers")
     assert response.status_code == 404
+
+
+def test_margin_csv_neutralises_formulas_and_keeps_negative_numbers(market, people, client):
+    Tenant.objects.filter(slug="o-d").update(name='=HYPERLINK("x")')
+    client.force_login(people["r-two"])
+    response = client.get("/reports/t/r-two/statements/csv/?period=2026-03&table=margin_customers")
+    [row] = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))[1:]
+    assert row[:2] == ['\'=HYPERLINK("x")', "o-d"]
+    assert Decimal(row[4]) < 0 and not row[4].startswith("'")  # a loss stays a number
