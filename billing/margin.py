@@ -16,7 +16,9 @@ owner; its customers are whoever subscribes to them, and it owes nobody).
   `charge_back`), to the currency's minor unit and adding up to the wholesale.
 
 Customers billed in another currency than the wholesale one cannot be added up
-with it: they are left out and counted in `excluded_statements`.
+with it: they are left out and counted in `excluded_statements`. Without an own
+statement (the platform, a seller with no subscription) the margin is in the
+currency most of its customers are billed in.
 """
 
 from collections import Counter, defaultdict

@@ -304,8 +304,11 @@ class MarginView(PeriodMixin, APIView):
     def seller(self) -> Tenant | None:
         """The seller asked for; None for the platform. Visibility comes first, so a
         tenant out of scope answers 404 whatever its kind."""
-        if not self.request.query_params.get("tenant") and self.request.user.is_superuser:
-            return None
+        if not self.request.query_params.get("tenant"):
+            if self.request.user.is_superuser:
+                return None
+            message = "This parameter is required; only platform operators omit it."
+            raise ValidationError({"tenant": [message]})
         tenant = self.visible_tenant()
         if not is_seller(tenant):
             kind = tenant.get_kind_display().lower()
