@@ -56,6 +56,8 @@ class DailyUsage(models.Model):
             models.UniqueConstraint(
                 fields=["tenant", "day", "meter", "dimension", "source"],
                 name="daily_usage_unique_key",
+                violation_error_message="This tenant already has a usage row for that meter, "
+                "day, dimension and source.",
             )
         ]
         indexes = [models.Index(fields=["day"], name="daily_usage_day")]
@@ -150,6 +152,8 @@ class DistinctValue(models.Model):
             models.UniqueConstraint(
                 fields=["meter", "month", "tenant", "source", "value"],
                 name="distinct_value_unique_key",
+                violation_error_message="This value is already recorded for that tenant, meter, "
+                "month and source.",
             )
         ]
         indexes = [models.Index(fields=["month"], name="distinct_value_month")]
@@ -186,15 +190,20 @@ class Plan(models.Model):
         max_length=64,
         unique=True,
         error_messages={"unique": "This code is not available; choose another."},
+        help_text="The plan's key in the API and on statements: lowercase letters, digits and "
+        "hyphens, unique across the platform. It cannot change once the plan is saved.",
     )
-    name = models.CharField(max_length=200)
+    name = models.CharField(
+        max_length=200, help_text="What customers see on their statements and in the portal."
+    )
     owner = models.ForeignKey(
         Tenant,
         on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="plans",
-        help_text="The tenant selling this plan; empty for a platform plan.",
+        help_text="Who sells this plan: a partner or a reseller, or empty for the platform. "
+        "Only tenants inside the owner's tree can subscribe. It cannot change once saved.",
     )
     customer = models.ForeignKey(
         Tenant,
@@ -202,16 +211,35 @@ class Plan(models.Model):
         null=True,
         blank=True,
         related_name="custom_plans",
-        help_text="Set for a custom plan that only this customer may subscribe to.",
+        help_text="Set for a custom plan that only this customer (inside the owner's tree) "
+        "may subscribe to; empty for a plan any customer of the owner may take.",
     )
-    currency = models.CharField(max_length=3, default="USD", validators=[validate_currency])
+    currency = models.CharField(
+        max_length=3,
+        default="USD",
+        validators=[validate_currency],
+        help_text="The ISO 4217 currency of the base fee and every price in this plan.",
+    )
     base_fee = models.DecimalField(
-        max_digits=14, decimal_places=3, default=Decimal("0"), validators=[MinValueValidator(0)]
+        max_digits=14,
+        decimal_places=3,
+        default=Decimal("0"),
+        validators=[MinValueValidator(0)],
+        help_text="Charged per month, prorated by day for partial months (a subscription "
+        "that starts or ends mid-month, a plan change).",
     )
-    billing_period = models.CharField(max_length=8, choices=Period.choices, default=Period.MONTH)
-    description = models.TextField(blank=True, default="")
+    billing_period = models.CharField(
+        max_length=8,
+        choices=Period.choices,
+        default=Period.MONTH,
+        help_text="Statements cover calendar months.",
+    )
+    description = models.TextField(
+        blank=True, default="", help_text="Free text for staff; not used in billing."
+    )
     is_active = models.BooleanField(
-        default=True, help_text="Inactive plans take no new subscriptions."
+        default=True,
+        help_text="Inactive plans take no new subscriptions; running subscriptions go on.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -242,10 +270,24 @@ class PlanItem(models.Model):
         BLOCK = "block", "Block at the limit"
         NOTIFY = "notify", "Notify only"
 
-    plan = models.ForeignKey(Plan, on_delete=models.CASCADE, related_name="items")
-    meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="plan_items")
+    plan = models.ForeignKey(
+        Plan,
+        on_delete=models.CASCADE,
+        related_name="items",
+        help_text="The plan this item belongs to.",
+    )
+    meter = models.ForeignKey(
+        Meter,
+        on_delete=models.PROTECT,
+        related_name="plan_items",
+        help_text="What is counted and priced; each meter appears once per plan.",
+    )
     included_quantity = models.DecimalField(
-        max_digits=20, decimal_places=6, default=Decimal("0"), validators=[MinValueValidator(0)]
+        max_digits=20,
+        decimal_places=6,
+        default=Decimal("0"),
+        validators=[MinValueValidator(0)],
+        help_text="Free units per month before overage, in the meter's unit.",
     )
     limit = models.DecimalField(
         max_digits=20,
@@ -253,28 +295,41 @@ class PlanItem(models.Model):
         null=True,
         blank=True,
         validators=[MinValueValidator(0)],
-        help_text="Hard cap; required for the block policy.",
+        help_text="Hard cap per month, at least the included quantity; required for the block "
+        "policy. Empty: no cap.",
     )
     overage_policy = models.CharField(
-        max_length=8, choices=OveragePolicy.choices, default=OveragePolicy.CHARGE
+        max_length=8,
+        choices=OveragePolicy.choices,
+        default=OveragePolicy.CHARGE,
+        help_text="What happens past the included quantity. Charge: the overage is billed. "
+        "Block: the overage is billed up to the limit, where further usage is refused (set a "
+        "limit). Notify: nothing is refused; the thresholds' alerts tell the customer, and "
+        "any price is billed as with charge.",
     )
+    # Null when tiers price the overage: a price that is never applied would mislead.
     unit_price = models.DecimalField(
         max_digits=20,
         decimal_places=8,
+        null=True,
+        blank=True,
         default=Decimal("0"),
         validators=[MinValueValidator(0)],
-        help_text="Price per overage unit when there are no tiers.",
+        help_text="Price of one overage unit in the plan's currency. Required without tiers; "
+        "leave it empty when tiers price the overage.",
     )
     tiers = models.JSONField(
         default=list,
         blank=True,
-        help_text='Graduated overage tiers, e.g. [{"up_to": "5000", "unit_price": "0.05"}, '
-        '{"up_to": null, "unit_price": "0.04"}]; up_to counts overage units.',
+        help_text="Graduated prices for the overage: each tier prices the overage units up to "
+        "its up-to bound (counted from the first unit over the included quantity); the last "
+        "tier has no bound and prices everything above.",
     )
     thresholds = models.JSONField(
         default=list,
         blank=True,
-        help_text="Alert thresholds in percent of the limit (or of the included quantity).",
+        help_text="Alert at these percentages of the limit (of the included quantity when "
+        "there is no limit), e.g. 80, 100; each is raised once per month.",
     )
 
     history = HistoricalRecords()
@@ -282,7 +337,11 @@ class PlanItem(models.Model):
     class Meta:
         ordering = ["plan", "meter__category", "meter__code"]
         constraints = [
-            models.UniqueConstraint(fields=["plan", "meter"], name="plan_item_meter_once")
+            models.UniqueConstraint(
+                fields=["plan", "meter"],
+                name="plan_item_meter_once",
+                violation_error_message="This plan already has an item for that meter.",
+            )
         ]
 
     def __str__(self) -> str:
@@ -319,10 +378,27 @@ class SubscriptionQuerySet(ScopedQuerySet):
 class Subscription(models.Model):
     """A tenant on a plan from `starts_on` to `ends_on` (inclusive; open when null)."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="subscriptions")
-    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
-    starts_on = models.DateField()
-    ends_on = models.DateField(null=True, blank=True)
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.CASCADE,
+        related_name="subscriptions",
+        help_text="Who is billed: a tenant inside the plan owner's tree.",
+    )
+    plan = models.ForeignKey(
+        Plan,
+        on_delete=models.PROTECT,
+        related_name="subscriptions",
+        help_text="The plan the tenant is billed by.",
+    )
+    starts_on = models.DateField(
+        help_text="The first day billed. Starting while another subscription runs ends that "
+        "one the day before; base fees are prorated by day."
+    )
+    ends_on = models.DateField(
+        null=True,
+        blank=True,
+        help_text="The last day billed (inclusive). Empty: runs until ended or replaced.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     history = HistoricalRecords()
@@ -334,6 +410,7 @@ class Subscription(models.Model):
             models.CheckConstraint(
                 condition=Q(ends_on__isnull=True) | Q(ends_on__gte=F("starts_on")),
                 name="subscription_ends_after_start",
+                violation_error_message="The end date cannot be before the start date.",
             ),
             # One open-ended subscription per tenant everywhere; overlapping dated
             # ones are refused by a database trigger/exclusion (migration 0005).
@@ -341,6 +418,8 @@ class Subscription(models.Model):
                 fields=["tenant"],
                 condition=Q(ends_on__isnull=True),
                 name="subscription_one_open_per_tenant",
+                violation_error_message="This tenant already has a subscription without an end "
+                "date; one active subscription at a time.",
             ),
         ]
 
@@ -378,7 +457,11 @@ class Statement(models.Model):
     class Meta:
         ordering = ["-period", "tenant"]
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "period"], name="statement_once_per_period")
+            models.UniqueConstraint(
+                fields=["tenant", "period"],
+                name="statement_once_per_period",
+                violation_error_message="This tenant already has a statement for that month.",
+            )
         ]
 
     def __str__(self) -> str:
@@ -430,6 +513,8 @@ class UsageAlert(models.Model):
             models.UniqueConstraint(
                 fields=["subscription", "plan_item", "percent", "period"],
                 name="usage_alert_once",
+                violation_error_message="This threshold was already raised for that plan item "
+                "and month.",
             )
         ]
 
@@ -460,7 +545,12 @@ class TenantFailure(models.Model):
     class Meta:
         ordering = ["-last_failed_at"]
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "job"], name="tenant_failure_once_per_job")
+            models.UniqueConstraint(
+                fields=["tenant", "job"],
+                name="tenant_failure_once_per_job",
+                violation_error_message="A failure of this job is already recorded for this "
+                "tenant.",
+            )
         ]
 
     def __str__(self) -> str:

@@ -17,6 +17,9 @@ from billing.models import Plan, PlanItem, Subscription
 from billing.money import validate_amount_for
 
 MAX_THRESHOLD = 1000
+# Who sells plans: the platform (no owner), partners and resellers. Organizations and
+# agents only buy.
+PLAN_OWNER_KINDS = (Tenant.Kind.PARTNER, Tenant.Kind.RESELLER)
 # Bounds that keep every statement computable (no overflow in rating or storage).
 MAX_UNIT_PRICE = Decimal("1000000")
 PRICE_PLACES = 8
@@ -141,7 +144,9 @@ def clean_plan_item(
         errors["limit"] = ["A block item needs a limit: usage is refused once it is reached."]
     if limit is not None and included_quantity is not None and limit < included_quantity:
         errors["limit"] = ["The limit cannot be below the included quantity."]
-    if unit_price is not None and unit_price < 0:
+    if unit_price is None and not cleaned.get("tiers") and "tiers" not in errors:
+        errors["unit_price"] = ["Give a unit price for the overage, or tiers to price it."]
+    elif unit_price is not None and unit_price < 0:
         errors["unit_price"] = ["Prices cannot be negative."]
     elif unit_price is not None and (problem := price_error(unit_price, "The unit price")):
         errors["unit_price"] = [problem]
@@ -164,11 +169,21 @@ def duplicate_meter_errors(meters: list) -> dict[int, str]:
 
 def plan_errors(*, owner, customer, currency, base_fee) -> dict:
     errors = validate_amount_for(currency, base_fee, "base_fee")
+    if owner is not None and owner.kind not in PLAN_OWNER_KINDS:
+        errors["owner"] = owner_kind_error(owner)
     if base_fee is not None and base_fee > MAX_FEE:
         errors["base_fee"] = f"The base fee must be at most {MAX_FEE:,f}."
     if customer is not None and owner is not None and not is_strictly_inside(customer, owner):
         errors["customer"] = f"A custom plan's customer must be inside {owner.name}'s tree."
     return errors
+
+
+def owner_kind_error(owner: Tenant) -> str:
+    kind = Tenant.Kind(owner.kind).label.lower()
+    return (
+        f"Plans are sold by the platform (no owner), a partner or a reseller; "
+        f"{owner.name} is an {kind}."
+    )
 
 
 def is_strictly_inside(tenant: Tenant, ancestor: Tenant) -> bool:
