@@ -5,11 +5,17 @@ from django import forms, http
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.urls import path
 from mptt.admin import DraggableMPTTAdmin
 from rest_framework_api_key.models import APIKey as LibraryApiKey
 
 from accounts.models import ApiKey, Membership, Tenant
-from accounts.scoped_admin import ScopedInlineMixin, TenantScopedAdminMixin, is_tenant_staff
+from accounts.scoped_admin import (
+    ScopedInlineMixin,
+    TenantAutocompleteJsonView,
+    TenantScopedAdminMixin,
+    is_tenant_staff,
+)
 from accounts.services import (
     check_parent_allowed,
     check_seller_fields,
@@ -100,6 +106,18 @@ class TenantAdmin(TenantScopedAdminMixin, DraggableMPTTAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         return bound_to_user(super().get_form(request, obj, change=change, **kwargs), request.user)
+
+    def get_urls(self):
+        # Tenant autocompletes of every admin ask here for their kind-and-path labels.
+        autocomplete = TenantAutocompleteJsonView.as_view(admin_site=self.admin_site)
+        return [
+            path(
+                "autocomplete/",
+                self.admin_site.admin_view(autocomplete),
+                name="accounts_tenant_autocomplete",
+            ),
+            *super().get_urls(),
+        ]
 
     def save_model(self, request, obj, form, change):
         with tree_write_lock():

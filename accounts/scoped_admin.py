@@ -14,6 +14,10 @@ one rule of `accounts.scoping.visible`:
 What a user may pick or filter by, for a related model, is what that model's own
 admin shows them (`related_choices`), so a plan appears in a filter exactly when
 it appears in the plan changelist.
+
+Tenant fields listed in an admin's `autocomplete_fields` search tenants by name and
+slug and label them by kind and path ("Cloudline Voice › Acme Dental › Ava (agent)",
+as far up as the user sees), through the tenant admin's scoped autocomplete view.
 """
 
 from django import forms
@@ -25,10 +29,13 @@ from django.contrib.admin import (
 )
 from django.contrib.admin.exceptions import NotRegistered
 from django.contrib.admin.utils import reverse_field_path, unquote
-from django.contrib.admin.widgets import ForeignKeyRawIdWidget
-from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.contrib.admin.views.autocomplete import AutocompleteJsonView
+from django.contrib.admin.widgets import AutocompleteSelect, ForeignKeyRawIdWidget
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured, PermissionDenied
 from django.db.models import Q
+from django.forms.models import ModelChoiceIterator
 from django.http import Http404
+from django.urls import reverse
 
 from accounts.models import Tenant
 from accounts.scoping import visible
@@ -121,6 +128,111 @@ class ScopedRawIdWidget(ForeignKeyRawIdWidget):
         return super().label_and_url_for_value(value) if known else ("", "")
 
 
+def visible_paths(tenants, user) -> dict[int, list[Tenant]]:
+    """Each tenant's ancestors that `user` sees, top first.
+
+    Walks up by parent, one query per level (the tree is four levels deep); an
+    ancestor the user does not see ends the walk, since everything above it is
+    outside the user's subtrees too.
+    """
+    paths = {tenant.pk: [] for tenant in tenants}
+    next_up = {tenant.pk: tenant.parent_id for tenant in tenants if tenant.parent_id}
+    visible = Tenant.objects.visible_to(user).only("pk", "name", "parent_id")
+    while next_up:
+        found = visible.in_bulk(set(next_up.values()))
+        climbing = {}
+        for pk, parent_id in next_up.items():
+            parent = found.get(parent_id)
+            if parent is not None:
+                paths[pk].insert(0, parent)
+                if parent.parent_id:
+                    climbing[pk] = parent.parent_id
+        next_up = climbing
+    return paths
+
+
+def tenant_labels(tenants, user) -> dict[int, str]:
+    """Each tenant's label by pk: "Cloudline Voice › Acme Dental › Ava (agent)"."""
+    tenants = list(tenants)
+    paths = visible_paths(tenants, user)
+    return {
+        tenant.pk: " › ".join([*(a.name for a in paths[tenant.pk]), tenant.name])
+        + f" ({Tenant.Kind(tenant.kind).label.lower()})"
+        for tenant in tenants
+    }
+
+
+class TenantChoiceIterator(ModelChoiceIterator):
+    """Labels every listed tenant with a few queries, not a few per tenant."""
+
+    def __iter__(self):
+        tenants = list(self.queryset)
+        self.field.labels = tenant_labels(tenants, self.field.user)
+        if self.field.empty_label is not None:
+            yield ("", self.field.empty_label)
+        for tenant in tenants:
+            yield self.choice(tenant)
+
+
+class TenantChoiceField(forms.ModelChoiceField):
+    """A tenant choice labelled by kind and path; `user` decides how far up the path goes."""
+
+    iterator = TenantChoiceIterator
+    user = None
+    labels = None  # filled by the iterator for the tenants it lists
+
+    def label_from_instance(self, obj):
+        if self.labels and obj.pk in self.labels:
+            return self.labels[obj.pk]
+        return tenant_labels([obj], self.user)[obj.pk]
+
+
+class TenantAutocompleteSelect(AutocompleteSelect):
+    """Django's autocomplete input, asking the tenant admin's labelled autocomplete."""
+
+    def get_url(self):
+        return reverse(f"{self.admin_site.name}:accounts_tenant_autocomplete")
+
+
+class TenantAutocompleteJsonView(AutocompleteJsonView):
+    """Django's autocomplete answer for tenant fields, with kind-and-path labels.
+
+    Candidates are what the tenant admin shows the user (scoping, as for every
+    autocomplete) and what the field's own form would accept: its admin's choice list,
+    narrowed to the kinds the admin declares for it in `tenant_kinds`.
+    """
+
+    def process_request(self, request):
+        term, model_admin, source_field, to_field_name = super().process_request(request)
+        if source_field.related_model is not Tenant:
+            raise PermissionDenied  # Django's own answer to a malformed request
+        return term, model_admin, source_field, to_field_name
+
+    def get_queryset(self):
+        tenants = super().get_queryset()
+        accepted = self.accepted_tenants()
+        return tenants if accepted is None else tenants.filter(pk__in=accepted.values("pk"))
+
+    def accepted_tenants(self):
+        try:
+            source_admin = self.admin_site.get_model_admin(self.source_field.model)
+        except NotRegistered:
+            return None
+        field = source_admin.formfield_for_foreignkey(self.source_field, self.request)
+        if field is None:
+            return None
+        kinds = getattr(source_admin, "tenant_kinds", {}).get(self.source_field.name)
+        return field.queryset.filter(kind__in=kinds) if kinds else field.queryset
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        self.labels = tenant_labels(context["object_list"], self.request.user)
+        return context
+
+    def serialize_result(self, obj, to_field_name):
+        return {**super().serialize_result(obj, to_field_name), "text": self.labels[obj.pk]}
+
+
 class ScopedChoicesMixin:
     """Choice lists of the forms an admin or inline builds, scoped."""
 
@@ -130,7 +242,18 @@ class ScopedChoicesMixin:
             kwargs["widget"] = ScopedRawIdWidget(
                 db_field.remote_field, self.admin_site, using=kwargs.get("using")
             )
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+        tenant_autocomplete = db_field.related_model is Tenant and (
+            db_field.name in self.get_autocomplete_fields(request)
+        )
+        if tenant_autocomplete and "widget" not in kwargs:
+            kwargs["widget"] = TenantAutocompleteSelect(
+                db_field, self.admin_site, using=kwargs.get("using")
+            )
+            kwargs.setdefault("form_class", TenantChoiceField)
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if isinstance(field, TenantChoiceField):
+            field.user = request.user
+        return field
 
 
 class ScopedInlineMixin(ScopedChoicesMixin):

@@ -1,5 +1,9 @@
 """Billing in the admin: plans (items inline, history kept), subscriptions, and
-read-only views of what the services compute — all scoped by tenant."""
+read-only views of what the services compute — all scoped by tenant.
+
+Amounts and quantities appear as people write them wherever the admin shows them
+(change lists, read-only pages, history): see `billing.forms.value_text`.
+"""
 
 from django import forms
 from django.contrib import admin, messages
@@ -9,15 +13,27 @@ from django.http import Http404
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
+from simple_history.models import DeletedObject
+from simple_history.template_utils import HistoricalRecordContextHelper
 
 from accounts.models import Tenant
 from accounts.scoped_admin import (
     ScopedInlineMixin,
+    TenantChoiceField,
     TenantScopedAdminMixin,
     is_tenant_staff,
     scope_form_choices,
 )
 from accounts.services import user_can_manage
+from billing.forms import (
+    NONE_TEXT,
+    NewSubscriptionForm,
+    PlanForm,
+    PlanItemForm,
+    PlanItemFormSet,
+    SubscriptionForm,
+    value_text,
+)
 from billing.models import (
     DailyUsage,
     Plan,
@@ -29,8 +45,53 @@ from billing.models import (
     TenantFailure,
     UsageAlert,
 )
-from billing.plans import can_sell, duplicate_meter_errors, duplicate_plan, subscribe, usable_plans
-from usage_portal.api.inputs import CheckedJSONField
+from billing.plans import PLAN_OWNER_KINDS, can_sell, duplicate_plan, subscribe, usable_plans
+
+
+def shown(name: str, description: str):
+    """An admin column or read-only field showing `name` as people write it."""
+
+    @admin.display(description=description, ordering=name)
+    def text(self, obj):
+        return value_text(obj, name)
+
+    return text
+
+
+class PlainReadOnlyMixin:
+    """Where the user may only view, each field in `plain_fields` shows through its
+    `<name>_text` display (see `shown`) instead of Django's raw rendering of the value
+    ("1.00000000", "None")."""
+
+    plain_fields = ()
+    empty_value_display = NONE_TEXT
+
+    def plain_name(self, name):
+        return f"{name}_text" if name in self.plain_fields else name
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if self.has_change_permission(request, obj):
+            return fieldsets
+
+        def plain(entry):
+            if isinstance(entry, (tuple, list)):
+                return tuple(self.plain_name(name) for name in entry)
+            return self.plain_name(entry)
+
+        # Once swapped, a field and its display (listed among the read-only fields
+        # below) are one entry.
+        return [
+            (title, {**options, "fields": list(dict.fromkeys(map(plain, options["fields"])))})
+            for title, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = super().get_readonly_fields(request, obj)
+        if self.has_change_permission(request, obj):
+            return readonly
+        # Named here too, so the form left for a view-only page leaves them out.
+        return [*readonly, *(self.plain_name(name) for name in self.plain_fields)]
 
 
 @admin.register(RollupRun)
@@ -72,10 +133,13 @@ class RollupRunAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(DailyUsage)
-class DailyUsageAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+class DailyUsageAdmin(PlainReadOnlyMixin, TenantScopedAdminMixin, admin.ModelAdmin):
     """The tenant billing table, read-only (the rollup owns it)."""
 
-    list_display = ("tenant", "meter", "day", "dimension", "source", "quantity", "event_count")
+    list_display = ("tenant", "meter", "day", "dimension", "source", "quantity_text",
+                    "event_count")  # fmt: skip
+    plain_fields = ("quantity",)
+    quantity_text = shown("quantity", "Quantity")
     list_filter = ("meter__category", "source", "meter")
     search_fields = ("tenant__slug", "tenant__name")
     date_hierarchy = "day"
@@ -89,50 +153,22 @@ class DailyUsageAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         return False
 
 
-class ThresholdsField(forms.CharField):
-    """Percentages typed as "80, 100"; checked by the plans module like the API's."""
-
-    def prepare_value(self, value):
-        if isinstance(value, list):
-            return ", ".join(str(v) for v in value)
-        return value
-
-    def to_python(self, value):
-        text = super().to_python(value)
-        return [part.strip() for part in text.split(",") if part.strip()]
-
-
-class PlanItemForm(forms.ModelForm):
-    thresholds = ThresholdsField(
-        required=False, help_text="Percent of the limit (or of the included quantity), e.g. 80, 100"
-    )
-
-    class Meta:
-        model = PlanItem
-        fields = [
-            "meter", "included_quantity", "limit", "overage_policy", "unit_price", "tiers",
-            "thresholds",
-        ]  # fmt: skip
-        widgets = {"tiers": forms.Textarea(attrs={"rows": 2, "cols": 48})}
-        field_classes = {"tiers": CheckedJSONField}
-
-
-class PlanItemFormSet(forms.BaseInlineFormSet):
-    def clean(self):
-        super().clean()
-        forms_in_use = [
-            f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")
-        ]
-        duplicates = duplicate_meter_errors([f.cleaned_data.get("meter") for f in forms_in_use])
-        for index, message in duplicates.items():
-            forms_in_use[index].add_error("meter", message)
-
-
-class PlanItemInline(ScopedInlineMixin, admin.TabularInline):
+class PlanItemInline(PlainReadOnlyMixin, ScopedInlineMixin, admin.StackedInline):
     model = PlanItem
     form = PlanItemForm
     formset = PlanItemFormSet
+    # One blank item to fill in without scripts; left untouched, it is ignored.
     extra = 1
+    fieldsets = [
+        (None, {"fields": [("meter", "overage_policy"), ("included_quantity", "limit"),
+                           ("unit_price", "thresholds"), "tiers"]}),
+    ]  # fmt: skip
+    plain_fields = ("included_quantity", "limit", "unit_price", "tiers", "thresholds")
+    included_quantity_text = shown("included_quantity", "Included quantity")
+    limit_text = shown("limit", "Limit")
+    unit_price_text = shown("unit_price", "Unit price")
+    tiers_text = shown("tiers", "Tiers")
+    thresholds_text = shown("thresholds", "Thresholds")
 
     # Items are part of the plan: whoever may change the plan may change its items
     # (membership roles, not Django's model permissions).
@@ -154,28 +190,72 @@ class PlanItemInline(ScopedInlineMixin, admin.TabularInline):
         return self.plan_writable(request, obj)
 
 
+class PlainHistoryHelper(HistoricalRecordContextHelper):
+    """Changes in the history written as people write them: "—" for none, amounts to
+    the currency's minor units, tiers and thresholds in words."""
+
+    def prepare_delta_change_value(self, change, value):
+        if isinstance(value, DeletedObject) and value.pk is None:
+            value = None  # an empty foreign key, which simple-history calls deleted
+        return value_text(self.record, change.field, value)
+
+
 class ScopedHistoryAdmin(TenantScopedAdminMixin, SimpleHistoryAdmin):
     """Past versions answer 404 where the history list does (simple-history would
     fall back to the stored record and answer 403)."""
+
+    object_history_list_template = "admin/billing/object_history_list.html"
+    empty_value_display = NONE_TEXT
 
     def history_form_view(self, request, object_id, version_id, extra_context=None):
         self.history_or_404(request, object_id)
         return super().history_form_view(request, object_id, version_id, extra_context)
 
+    def get_historical_record_context_helper(self, request, historical_record):
+        return PlainHistoryHelper(self.model, historical_record)
+
+
+ITEM_CHANGE_FIELDS = ("included_quantity", "limit", "unit_price", "tiers", "thresholds")
+
+
+def item_change_rows(records) -> list[dict]:
+    """Plan item history records as the "Item changes" table shows them."""
+    return [
+        {
+            "when": record.history_date,
+            "who": record.history_user or NONE_TEXT,
+            "change": record.get_history_type_display(),
+            "meter": record.meter.code if record.meter_id else NONE_TEXT,
+            "policy": record.get_overage_policy_display(),
+            **{name: value_text(record, name) for name in ITEM_CHANGE_FIELDS},
+        }
+        for record in records
+    ]
+
 
 @admin.register(Plan)
-class PlanAdmin(ScopedHistoryAdmin):
+class PlanAdmin(PlainReadOnlyMixin, ScopedHistoryAdmin):
     """Plans with their items in one form; reseller staff edit their own and see,
     read-only, the plans they are subscribed to (as the API shows them)."""
 
     tenant_field = "owner"
+    form = PlanForm
     inlines = [PlanItemInline]
-    list_display = ("code", "name", "owner", "customer", "currency", "base_fee", "is_active")
+    autocomplete_fields = ("owner", "customer")
+    # The owner autocomplete offers only the kinds that sell plans; the plans module
+    # refuses any other with its own message.
+    tenant_kinds = {"owner": PLAN_OWNER_KINDS}
+    list_display = ("code", "name", "owner", "customer", "currency", "base_fee_text",
+                    "is_active")  # fmt: skip
+    fields = ("code", "name", "owner", "customer", "currency", "base_fee", "billing_period",
+              "description", "is_active", "item_changes")  # fmt: skip
     list_filter = ("is_active", "currency")
     search_fields = ("code", "name", "owner__name", "customer__name")
     list_select_related = ("owner", "customer")
     readonly_fields = ("item_changes",)
     actions = ["duplicate_for_customer"]
+    plain_fields = ("base_fee",)
+    base_fee_text = shown("base_fee", "Base fee")
 
     def get_readonly_fields(self, request, obj=None):
         frozen = ("code", "owner") if obj is not None else ()
@@ -200,10 +280,12 @@ class PlanAdmin(ScopedHistoryAdmin):
     def item_changes(self, obj):
         if obj is None or obj.pk is None:
             return "—"
-        records = PlanItem.history.filter(plan_id=obj.pk).select_related("history_user", "meter")[
-            :50
-        ]
-        return render_to_string("admin/billing/plan/item_changes.html", {"records": records})
+        records = PlanItem.history.filter(plan_id=obj.pk).select_related(
+            "history_user", "meter", "plan"
+        )[:50]
+        return render_to_string(
+            "admin/billing/plan/item_changes.html", {"rows": item_change_rows(records)}
+        )
 
     @admin.action(description="Duplicate as a custom plan for one customer")
     def duplicate_for_customer(self, request, queryset):
@@ -237,12 +319,13 @@ class PlanAdmin(ScopedHistoryAdmin):
 
 
 class DuplicatePlanForm(forms.Form):
-    customer = forms.ModelChoiceField(queryset=Tenant.objects.none())
+    customer = TenantChoiceField(queryset=Tenant.objects.none())
     code = forms.SlugField(max_length=64)
     name = forms.CharField(max_length=200, required=False)
 
     def __init__(self, *args, plan: Plan, user, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["customer"].user = user
         customers = Tenant.objects.visible_to(user).exclude(
             kind__in=[Tenant.Kind.PARTNER, Tenant.Kind.AGENT]
         )
@@ -254,18 +337,37 @@ class DuplicatePlanForm(forms.Form):
         self.fields["code"].initial = f"{plan.code}-custom"
 
 
-class SubscriptionForm(forms.ModelForm):
-    class Meta:
-        model = Subscription
-        fields = ["tenant", "plan", "starts_on", "ends_on"]
+def subscription_ended_by(tenant: Tenant, starts_on):
+    """The open subscription `plans.subscribe` ends the day before `starts_on` (one
+    that started earlier), read before it does so the admin can say what happened."""
+    return (
+        Subscription.objects.filter(tenant=tenant, ends_on__isnull=True, starts_on__lt=starts_on)
+        .select_related("plan")
+        .first()
+    )
+
+
+def plan_change_message(ended: Subscription, started: Subscription) -> str:
+    proration = (
+        "base fees prorated by day"
+        if started.starts_on.day != 1
+        else "the change falls on the 1st, so no base fee is prorated"
+    )
+    return (
+        f"{started.tenant.name}'s subscription to {ended.plan} ended on {ended.ends_on}; "
+        f"{started.plan} starts {started.starts_on}; {proration}."
+    )
 
 
 @admin.register(Subscription)
 class SubscriptionAdmin(ScopedHistoryAdmin):
-    """Subscriptions inside the staff member's subtrees; made by the plan's seller."""
+    """Subscriptions inside the staff member's subtrees; made by the plan's seller.
+    Adding one is the API's `subscribe`: a running subscription ends the day before."""
 
     form = SubscriptionForm
-    list_display = ("tenant", "plan", "starts_on", "ends_on")
+    autocomplete_fields = ("tenant",)
+    list_display = ("tenant", "plan", "starts_on", "ends_on_text")
+    ends_on_text = shown("ends_on", "Ends on")
     list_filter = ("plan",)
     search_fields = ("tenant__name", "tenant__slug", "plan__code")
     list_select_related = ("tenant", "plan")
@@ -273,6 +375,11 @@ class SubscriptionAdmin(ScopedHistoryAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ("tenant", "plan", "starts_on") if obj is not None else ()
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = NewSubscriptionForm
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "plan":
@@ -289,19 +396,32 @@ class SubscriptionAdmin(ScopedHistoryAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             obj.save()
-        else:
-            form.instance = subscribe(
-                tenant=obj.tenant, plan=obj.plan, starts_on=obj.starts_on, ends_on=obj.ends_on
-            )
+            return
+        ended = subscription_ended_by(obj.tenant, obj.starts_on)
+        saved = subscribe(
+            tenant=obj.tenant, plan=obj.plan, starts_on=obj.starts_on, ends_on=obj.ends_on
+        )
+        # The admin logs and links the object it passed in: make it the saved one.
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+        if ended is not None:
+            ended.refresh_from_db()
+            self.message_user(request, plan_change_message(ended, obj), messages.SUCCESS)
 
 
 class StatementLineInline(ScopedInlineMixin, admin.TabularInline):
     model = StatementLine
     extra = 0
     can_delete = False
-    fields = ("meter", "plan_code", "starts_on", "ends_on", "used", "included", "overage",
-              "unit_price", "tiers", "amount")  # fmt: skip
+    fields = ("meter", "plan_code", "starts_on", "ends_on", "used_text", "included_text",
+              "overage_text", "unit_price_text", "tiers_text", "amount_text")  # fmt: skip
     readonly_fields = fields
+    used_text = shown("used", "Used")
+    included_text = shown("included", "Included")
+    overage_text = shown("overage", "Overage")
+    unit_price_text = shown("unit_price", "Unit price")
+    tiers_text = shown("tiers", "Tiers")
+    amount_text = shown("amount", "Amount")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -310,7 +430,7 @@ class StatementLineInline(ScopedInlineMixin, admin.TabularInline):
         return False
 
 
-class ReadOnlyScopedAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+class ReadOnlyScopedAdmin(PlainReadOnlyMixin, TenantScopedAdminMixin, admin.ModelAdmin):
     def has_add_permission(self, request, obj=None):
         return False
 
@@ -323,8 +443,12 @@ class StatementAdmin(ReadOnlyScopedAdmin):
     """Statements are computed (drafts) and then frozen (finals): read-only here."""
 
     inlines = [StatementLineInline]
-    list_display = ("tenant", "period", "status", "currency", "base_fee", "usage_amount", "total",
-                    "as_of")  # fmt: skip
+    list_display = ("tenant", "period", "status", "currency", "base_fee_text", "usage_amount_text",
+                    "total_text", "as_of")  # fmt: skip
+    plain_fields = ("base_fee", "usage_amount", "total")
+    base_fee_text = shown("base_fee", "Base fee")
+    usage_amount_text = shown("usage_amount", "Usage amount")
+    total_text = shown("total", "Total")
     list_filter = ("status", "period", "currency")
     search_fields = ("tenant__name", "tenant__slug")
     list_select_related = ("tenant",)
@@ -332,8 +456,11 @@ class StatementAdmin(ReadOnlyScopedAdmin):
 
 @admin.register(UsageAlert)
 class UsageAlertAdmin(ReadOnlyScopedAdmin):
-    list_display = ("raised_at", "tenant", "meter", "percent", "period", "usage", "base",
+    list_display = ("raised_at", "tenant", "meter", "percent", "period", "usage_text", "base_text",
                     "notified_to")  # fmt: skip
+    plain_fields = ("usage", "base")
+    usage_text = shown("usage", "Usage")
+    base_text = shown("base", "Base")
     list_filter = ("percent", "period", "plan_item__overage_policy")
     search_fields = ("tenant__name", "tenant__slug")
     list_select_related = ("tenant", "plan_item__meter")

@@ -26,7 +26,11 @@ from metering.ingestion import ingest_events
 from metering.models import Meter, UsageEvent
 from tests.factories import make_user
 
-B_MARKERS = re.compile(r"bravo|reseller-b|org-b|agent-b|Reseller B|Org B|Agent B|\bbob\b", re.I)
+# B's staff member "bob" is matched as written: the plan form's currency list holds
+# BOB, the Bolivian boliviano, on every side.
+B_MARKERS = re.compile(
+    r"bravo|reseller-b|org-b|agent-b|Reseller B|Org B|Agent B|(?-i:\bbob\b)", re.I
+)
 
 
 def b_markers_in(text: str) -> list[str]:
