@@ -9,7 +9,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404
+from django.db import IntegrityError
+from django.http import Http404, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
@@ -393,20 +394,39 @@ class SubscriptionAdmin(ScopedHistoryAdmin):
             return super().has_change_permission(request, obj)
         return is_tenant_staff(request.user) and can_sell(request.user, obj.plan)
 
+    def add_view(self, request, form_url="", extra_context=None):
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except SubscriptionRaced:
+            # The admin's transaction is rolled back by now: nothing was saved.
+            self.message_user(request, SubscriptionRaced.message, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
     def save_model(self, request, obj, form, change):
         if change:
             obj.save()
             return
         ended = subscription_ended_by(obj.tenant, obj.starts_on)
-        saved = subscribe(
-            tenant=obj.tenant, plan=obj.plan, starts_on=obj.starts_on, ends_on=obj.ends_on
-        )
+        try:
+            saved = subscribe(
+                tenant=obj.tenant, plan=obj.plan, starts_on=obj.starts_on, ends_on=obj.ends_on
+            )
+        except (ValidationError, IntegrityError) as error:
+            # Validated a moment ago: someone else changed these subscriptions since.
+            raise SubscriptionRaced from error
         # The admin logs and links the object it passed in: make it the saved one.
         obj.pk = saved.pk
         obj.refresh_from_db()
         if ended is not None:
             ended.refresh_from_db()
             self.message_user(request, plan_change_message(ended, obj), messages.SUCCESS)
+
+
+class SubscriptionRaced(Exception):
+    message = (
+        "Another change to this tenant's subscriptions was saved at the same moment, so "
+        "nothing was saved. Check its subscriptions and try again."
+    )
 
 
 class StatementLineInline(ScopedInlineMixin, admin.TabularInline):

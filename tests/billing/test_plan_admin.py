@@ -10,6 +10,7 @@ import pytest
 from django.apps import apps
 from django.contrib.messages import get_messages
 from django.db.models import CheckConstraint, UniqueConstraint
+from django.db.models.signals import post_save
 from django.urls import reverse
 
 from accounts.models import Tenant
@@ -453,6 +454,37 @@ def test_mid_month_plan_change_in_the_admin_is_the_apis(world, users, login, api
     # Who made it is in the history, as for any admin change.
     added = Subscription.objects.get(tenant=world.org_a, plan=pro)
     assert added.history.get().history_user == users["manager_a"]
+
+
+def test_a_plan_change_racing_another_saves_nothing_and_says_so(world, users, login):
+    """Between the form's check and the save, another change opens a subscription
+    for the same organization: the save is refused in words, nothing is kept."""
+    basic = Plan.objects.create(code="a-basic", name="Basic", owner=world.reseller_a)
+    pro = Plan.objects.create(code="a-pro", name="Pro", owner=world.reseller_a)
+    Subscription.objects.create(tenant=world.org_a, plan=basic, starts_on=date(2026, 11, 1))
+    ended, raced = [], []
+
+    def open_another(sender, instance, **kwargs):
+        # subscribe() ends the old subscription twice: in the form's check (rolled
+        # back), then in the save; the other change lands just before the second.
+        if instance.ends_on is not None and instance.plan == basic:
+            ended.append(instance.pk)
+            if len(ended) == 2:
+                raced.append(Subscription.objects.create(
+                    tenant=world.org_a, plan=basic, starts_on=date(2026, 11, 20)))  # fmt: skip
+
+    post_save.connect(open_another, sender=Subscription)
+    try:
+        response = login(users["manager_a"]).post(
+            SUBSCRIBE, {"tenant": world.org_a.pk, "plan": pro.pk, "starts_on": "2026-11-15"}
+        )
+    finally:
+        post_save.disconnect(open_another, sender=Subscription)
+    assert raced and response.status_code == 302
+    assert any("nothing was saved" in message for message in flash(response))
+    assert list(Subscription.objects.values_list("plan__code", "starts_on", "ends_on")) == [
+        ("a-basic", date(2026, 11, 1), None)
+    ]
 
 
 def test_plan_change_on_the_first_says_nothing_is_prorated(world, users, login):
