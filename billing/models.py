@@ -10,6 +10,7 @@ from django.db.models import F, Max, Q
 from simple_history.models import HistoricalRecords
 
 from accounts.models import ScopedQuerySet, Tenant, restrict_to, visibility_q
+from billing import plan_rules
 from billing.money import validate_currency
 from metering.models import Meter, UsageEvent
 
@@ -363,8 +364,7 @@ class PlanItem(models.Model):
 
     @property
     def alert_base(self) -> Decimal:
-        """Thresholds are percentages of the limit when there is one, else of the allowance."""
-        return self.limit if self.limit is not None else self.included_quantity
+        return plan_rules.alert_base(self.limit, self.included_quantity)
 
 
 class SubscriptionQuerySet(ScopedQuerySet):
