@@ -12,7 +12,6 @@ instead of a 500 somewhere deeper.
 import json
 from datetime import date, datetime
 
-from django import forms
 from django.core.exceptions import ValidationError
 
 from accounts.text import text_problem
@@ -114,25 +113,3 @@ def load_json_text(text: str, **options):
         path, reason = problem
         raise ValueError(f"{path}: {reason}" if path else reason)
     return data
-
-
-class CheckedJSONField(forms.JSONField):
-    """The admin's JSON text area, held to the same depth and text rules as the API."""
-
-    def to_python(self, value):
-        if self.disabled or value in self.empty_values or not isinstance(value, str):
-            return super().to_python(value)
-        try:
-            load_json_text(value)
-        except ValueError as error:
-            if isinstance(error, json.JSONDecodeError):
-                return super().to_python(value)  # Django's own "Enter a valid JSON."
-            raise ValidationError(str(error), code="invalid") from None
-        return super().to_python(value)
-
-    def bound_data(self, data, initial):
-        # Shown again as typed when the form comes back with errors.
-        try:
-            return super().bound_data(data, initial)
-        except RecursionError:
-            return forms.fields.InvalidJSONInput(data)
