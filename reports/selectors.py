@@ -271,6 +271,8 @@ class DailySeries:
     meter: Meter
     days: list[date]
     stacks: list[Stack] = field(default_factory=list)
+    stack_by: str = "child"
+    stack_options: tuple[str, ...] = ()  # what the chart may be stacked by here
 
     @property
     def totals(self) -> list[Decimal]:
@@ -281,6 +283,13 @@ class DailySeries:
         for i, day in enumerate(self.days):
             values = [s.values[i] for s in self.stacks]
             yield day, values, sum(values, Decimal(0))
+
+
+def stack_options(tenant: Tenant, meter: Meter) -> tuple[str, ...]:
+    """Stacking by child needs children (an agent has none); by dimension needs a
+    meter that records one."""
+    by_child = ("child",) if not tenant.is_leaf_node() else ()
+    return by_child + (("dimension",) if meter.group_by else ())
 
 
 def daily_series(
@@ -301,6 +310,9 @@ def daily_series(
     """
     if stack_by not in STACK_BY:
         raise ValueError(f"stack_by must be one of {', '.join(STACK_BY)}")
+    options = stack_options(tenant, meter)
+    if options and stack_by not in options:
+        stack_by = options[0]
     filters = replace(filters, meters=(meter.code,), category="")
     days = [period.start + timedelta(days=n) for n in range(period.days)]
     total = daily_values(usage_summary(tenant, period.start, period.end, "day", filters), days)
@@ -314,7 +326,7 @@ def daily_series(
         ),
         key=lambda r: -r.quantity,
     )
-    series = DailySeries(meter, days)
+    series = DailySeries(meter, days, stack_by=stack_by, stack_options=options)
     for row in ranked[:stacks]:
         if stack_by == "child":
             daily = usage_summary(row.key, period.start, period.end, "day", filters)

@@ -248,3 +248,18 @@ def test_children_are_listed_without_any_usage_or_meters(world, users, login):
     Meter.objects.filter(category="communications").delete()  # no meters in the tab
     page = login(users["manager_a"]).get("/reports/t/reseller-a/", COMMS).content.decode()
     assert [r[0] for r in html_table(page, "children-table")[1:]] == ["Org A"]
+
+
+def test_the_chart_offers_only_the_stackings_that_apply(report_usage, users, login):
+    client = login(users["manager_a"])
+    # An agent has no children: its call minutes stack by direction, nothing else.
+    agent = client.get("/reports/t/agent-a/?category=communications&meter=call_minutes")
+    html = agent.content.decode()
+    assert agent.status_code == 200
+    assert 'value="child"' not in html and "Stacked by direction" in html
+    query = {"category": "communications", "meter": "call_minutes", "stack": "child"}
+    chart = client.get("/reports/t/agent-a/chart/", query).json()
+    assert {d["label"] for d in chart["datasets"]} == {"inbound", "outbound"}
+    # An organization offers both.
+    org = client.get("/reports/t/org-a/?category=communications&meter=call_minutes")
+    assert 'value="child"' in org.content.decode() and 'value="dimension"' in org.content.decode()
