@@ -1,5 +1,6 @@
 import csv
 import io
+import json
 from datetime import timedelta
 from decimal import Decimal
 
@@ -107,6 +108,10 @@ def test_csv_streams_every_matching_row(recorded, users, api):
     assert sum(Decimal(r["quantity"]) for r in rows) == Decimal("15")
     json_rows = api(users["manager_a"]).get(EVENTS, {"meter": "call_minutes"}).json()["results"]
     assert {r["event_id"] for r in rows} == {r["event_id"] for r in json_rows}
+    # Attributes come out as JSON, the same objects the JSON answer holds.
+    by_id = {r["event_id"]: r["attributes"] for r in json_rows}
+    assert all(json.loads(r["attributes"]) == by_id[r["event_id"]] for r in rows)
+    assert any(json.loads(r["attributes"]) for r in rows)
 
 
 def test_read_key_lists_its_subtree_and_ingest_key_cannot_read(recorded, world, client):

@@ -38,7 +38,9 @@ def csv_cell(value):
     ones and their exact decimal strings, stay numbers."""
     if value is None or isinstance(value, (int, float, Decimal)):
         return value
-    text = str(value)
+    # Stored JSON (event attributes) as JSON, which a spreadsheet or a script can
+    # read back, not as Python's dict notation.
+    text = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
     if text.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(text):
         return "'" + text
     return text
