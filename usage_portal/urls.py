@@ -7,6 +7,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from accounts.views import GuardedLoginView
 from usage_portal import views
 
+admin.site.site_header = "Usage Portal administration"
+admin.site.site_title = "Usage Portal admin"
+admin.site.index_title = "Tenants, plans and billing"
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="reports:home", permanent=False)),
     path("accounts/login/", GuardedLoginView.as_view(), name="login"),

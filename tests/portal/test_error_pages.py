@@ -1,4 +1,5 @@
-"""Error pages in the portal's own look, with a way back; the API keeps answering JSON."""
+"""Error pages in the portal's own look, with a way back; the API keeps answering JSON;
+the admin carries the portal's name and icon."""
 
 import re
 
@@ -37,3 +38,12 @@ def test_the_500_page_is_the_portals_with_a_way_back(db):
     assert response.status_code == 500
     assert "Something went wrong" in html and 'href="/reports/"' in html
     assert 'class="topbar"' in html
+
+
+def test_admin_pages_carry_the_portals_name_and_icon(users, login):
+    client = login(users["manager_a"])
+    for url in ("/admin/", "/admin/billing/plan/", "/admin/billing/plan/add/"):
+        html = client.get(url).content.decode()
+        assert "Usage Portal administration" in html and "favicon.svg" in html, url
+        assert "Django administration" not in html, url
+    assert 'href="/reports/"' in client.get("/admin/").content.decode()
