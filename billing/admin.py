@@ -95,18 +95,10 @@ class PlainReadOnlyMixin:
         return [*readonly, *(self.plain_name(name) for name in self.plain_fields)]
 
 
-@admin.register(RollupRun)
-class RollupRunAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
-    """What each rollup did; written by the rollup only, read by platform operators."""
-
-    tenant_field = None
-
-    list_display = (
-        "started_at", "status", "trigger", "window_start", "window_end", "days_recomputed",
-        "events_read", "rows_written", "duration_ms", "watermark",
-    )  # fmt: skip
-    list_filter = ("status", "trigger")
-    readonly_fields = [f.name for f in RollupRun._meta.fields]
+class OperatorOnlyMixin:
+    """Rows for the platform operator only: tenant staff get 403 for their own rows
+    (tracebacks and run details are the operator's business) and, as everywhere,
+    404 for anyone else's."""
 
     def has_module_permission(self, request):
         return request.user.is_superuser
@@ -122,6 +114,20 @@ class RollupRunAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         if not request.user.is_superuser:
             raise PermissionDenied
         return super().changelist_view(request, extra_context)
+
+
+@admin.register(RollupRun)
+class RollupRunAdmin(OperatorOnlyMixin, TenantScopedAdminMixin, admin.ModelAdmin):
+    """What each rollup did; written by the rollup only, read by platform operators."""
+
+    tenant_field = None
+
+    list_display = (
+        "started_at", "status", "trigger", "window_start", "window_end", "days_recomputed",
+        "events_read", "rows_written", "duration_ms", "watermark",
+    )  # fmt: skip
+    list_filter = ("status", "trigger")
+    readonly_fields = [f.name for f in RollupRun._meta.fields]
 
     def has_add_permission(self, request):
         return False
@@ -491,7 +497,7 @@ class UsageAlertAdmin(ReadOnlyScopedAdmin):
 
 
 @admin.register(TenantFailure)
-class TenantFailureAdmin(ReadOnlyScopedAdmin):
+class TenantFailureAdmin(OperatorOnlyMixin, ReadOnlyScopedAdmin):
     """Tenants a statement, finalization, alert or mail run could not handle. The runs
     went on for everyone else and retry these; a success removes the row."""
 
@@ -500,23 +506,6 @@ class TenantFailureAdmin(ReadOnlyScopedAdmin):
     search_fields = ("tenant__name", "tenant__slug")
     list_select_related = ("tenant",)
     readonly_fields = ("tenant", "job", "attempts", "first_failed_at", "last_failed_at", "error")
-
-    # Tracebacks are the operator's business, not the tenants': tenant staff get 403 for
-    # their own rows and, as everywhere, 404 for anyone else's.
-    def has_module_permission(self, request):
-        return request.user.is_superuser
-
-    def has_view_permission(self, request, obj=None):
-        # Asked without an object while Django looks one up: answering yes lets a
-        # row outside the user's scope end in the mixin's 404.
-        if obj is None:
-            return is_tenant_staff(request.user)
-        return request.user.is_superuser
-
-    def changelist_view(self, request, extra_context=None):
-        if not request.user.is_superuser:
-            raise PermissionDenied
-        return super().changelist_view(request, extra_context)
 
     @admin.display(description="Reason")
     def reason(self, obj):
