@@ -46,7 +46,9 @@ from billing.models import (
     TenantFailure,
     UsageAlert,
 )
-from billing.plans import PLAN_OWNER_KINDS, can_sell, duplicate_plan, subscribe, usable_plans
+from billing.plan_rules import PLAN_OWNER_KINDS
+from billing.plans import duplicate_plan, subscribe
+from billing.selectors import can_sell, usable_plans
 
 
 def shown(name: str, description: str):

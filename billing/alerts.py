@@ -18,14 +18,10 @@ from django.utils import timezone
 from accounts.models import Membership, Tenant
 from billing.failures import FailureLog, guarded
 from billing.models import PlanItem, Subscription, TenantFailure, UsageAlert
+from billing.periods import month_of, segment_of
 from billing.plan_rules import threshold_crossed
-from billing.statements import (
-    month_of,
-    periods_to_refresh,
-    segment_of,
-    subscriptions_in,
-    usage_by_meter,
-)
+from billing.selectors import subscriptions_in, usage_by_meter
+from billing.statements import periods_to_refresh
 
 logger = logging.getLogger(__name__)
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")

@@ -5,15 +5,16 @@ that run over their limits (so alerts and blocked entitlements show).
 Idempotent: plans are kept by code, subscriptions only added where none exists.
 """
 
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal as D
 
 from accounts.models import Tenant
 from billing.alerts import check_alerts
 from billing.closing import close_months
 from billing.models import Plan, PlanItem, Subscription
+from billing.periods import previous_month
 from billing.plans import duplicate_plan, save_plan
-from billing.statements import month_of, refresh_drafts
+from billing.statements import refresh_drafts
 from metering.models import Meter
 
 # meter: (included per tier starter/growth/enterprise, unit price, thresholds)
@@ -41,7 +42,7 @@ TIGHT_EMAIL_LIMIT = D("400")
 
 def load_demo_billing(today: date) -> dict:
     meters = {m.code: m for m in Meter.objects.filter(code__in=RETAIL_ITEMS)}
-    starts_on = month_of(month_of(today) - timedelta(days=1))  # the 1st of last month
+    starts_on = previous_month(today)
     plans = subscriptions = 0
     for reseller in Tenant.objects.filter(kind=Tenant.Kind.RESELLER).order_by("slug"):
         plans += ensure_wholesale_plan(reseller, meters, starts_on)

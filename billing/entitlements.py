@@ -15,8 +15,9 @@ from django.utils import timezone
 from accounts.models import Tenant
 from billing.models import PlanItem, Subscription
 from billing.money import ZERO
+from billing.periods import month_of, segment_of
 from billing.plan_rules import limit_reached
-from billing.statements import month_of, segment_of, usage_by_meter
+from billing.selectors import usage_by_meter
 from metering.models import Meter
 
 

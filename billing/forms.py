@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from billing.models import Plan, PlanItem, Subscription
 from billing.money import minor_unit
-from billing.plans import (
+from billing.periods import month_of
+from billing.plan_rules import (
     MAX_QUANTITY,
     MAX_UNIT_PRICE,
     PRICE_PLACES,
@@ -28,8 +29,8 @@ from billing.plans import (
     clean_tiers,
     duplicate_meter_errors,
     parse_decimal,
-    subscribe,
 )
+from billing.plans import subscribe
 from billing.usage import GROUP_BYS, UsageFilters
 from metering.models import Meter, UsageEvent
 from usage_portal.api.inputs import validate_supported_date
@@ -39,7 +40,7 @@ MAX_RANGE_DAYS = 400
 
 def this_month_so_far():
     today = timezone.now().date()
-    return today.replace(day=1), today
+    return month_of(today), today
 
 
 class UsageQueryForm(forms.Form):
@@ -296,7 +297,7 @@ class TierColumn:
     placeholder: str = ""
 
 
-# Graduated tiers as rows; a column added here (and to `plans.clean_tiers`) is a new
+# Graduated tiers as rows; a column added here (and to `plan_rules.clean_tiers`) is a new
 # input on every row, checked and shown the same way.
 TIER_COLUMNS = (
     TierColumn(
@@ -413,7 +414,7 @@ def tier_row_problems(number: int, row: dict, columns) -> list[str]:
 
 
 class TiersField(forms.Field):
-    """Tier rows in, the tiers `plans.clean_tiers` returns out (decimal strings, the last
+    """Tier rows in, the tiers `plan_rules.clean_tiers` returns out (decimal strings, the last
     tier open). Cells are checked row by row first, so every row's problem shows at once."""
 
     widget = TierRowsWidget

@@ -33,8 +33,9 @@ from django.db.models import Q
 from accounts.models import Tenant, subtrees_q
 from billing.models import Plan, Statement, StatementLine, Subscription
 from billing.money import ZERO, minor_unit
+from billing.periods import month_end, segment_of
 from billing.rating import prorated_fee
-from billing.statements import month_end, segment_of, subscriptions_in
+from billing.selectors import subscriptions_in
 from billing.usage import UsageFilters, usage_summary
 
 BASE_FEE = "base_fee"

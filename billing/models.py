@@ -10,7 +10,7 @@ from django.db.models import F, Max, Q
 from simple_history.models import HistoricalRecords
 
 from accounts.models import ScopedQuerySet, Tenant, restrict_to, visibility_q
-from billing import plan_rules
+from billing import choices, plan_rules
 from billing.money import validate_currency
 from metering.models import Meter, UsageEvent
 
@@ -92,12 +92,7 @@ class RollupRunQuerySet(models.QuerySet):
 
 
 class RollupRun(models.Model):
-    class Status(models.TextChoices):
-        RUNNING = "running", "Running"
-        SUCCESS = "success", "Success"
-        FAILED = "failed", "Failed"
-        # Its process died mid-run (killed, machine lost); a later run redid its days.
-        ABANDONED = "abandoned", "Abandoned"
+    Status = choices.RunStatus
 
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -183,8 +178,7 @@ class Plan(models.Model):
     (`customer` set) only by that one customer.
     """
 
-    class Period(models.TextChoices):
-        MONTH = "month", "Calendar month"
+    Period = choices.BillingPeriod
 
     # Codes are platform-wide: the error must not confirm another seller's plan.
     code = models.SlugField(
@@ -254,9 +248,7 @@ class Plan(models.Model):
         return f"{self.name} ({self.code})"
 
     def clean(self):
-        from billing.plans import plan_errors
-
-        errors = plan_errors(
+        errors = plan_rules.plan_errors(
             owner=self.owner, customer=self.customer, currency=self.currency, base_fee=self.base_fee
         )
         if errors:
@@ -266,10 +258,7 @@ class Plan(models.Model):
 class PlanItem(models.Model):
     """What a plan includes of one meter, its cap and how overage is handled."""
 
-    class OveragePolicy(models.TextChoices):
-        CHARGE = "charge", "Charge overage"
-        BLOCK = "block", "Block at the limit"
-        NOTIFY = "notify", "Notify only"
+    OveragePolicy = choices.OveragePolicy
 
     plan = models.ForeignKey(
         Plan,
@@ -349,9 +338,7 @@ class PlanItem(models.Model):
         return f"{self.plan.code}: {self.meter_id and self.meter.code}"
 
     def clean(self):
-        from billing.plans import clean_plan_item
-
-        cleaned = clean_plan_item(
+        cleaned = plan_rules.clean_plan_item(
             meter=self.meter if self.meter_id else None,
             included_quantity=self.included_quantity,
             limit=self.limit,
@@ -373,6 +360,15 @@ class SubscriptionQuerySet(ScopedQuerySet):
         None). The one place that says what "active" means for a subscription."""
         running = self.exclude(ends_on__lt=start)
         return running if end is None else running.filter(starts_on__lte=end)
+
+    def overlapping(self, subscription):
+        """The tenant's other subscriptions sharing a day with `subscription`."""
+        return (
+            self.in_force(subscription.starts_on, subscription.ends_on)
+            .filter(tenant_id=subscription.tenant_id)
+            .exclude(pk=subscription.pk)
+            .select_related("plan")
+        )
 
 
 class Subscription(models.Model):
@@ -427,9 +423,11 @@ class Subscription(models.Model):
         return f"{self.tenant} on {self.plan.code} from {self.starts_on}"
 
     def clean(self):
-        from billing.plans import subscription_errors
-
-        errors = subscription_errors(self)
+        errors = plan_rules.subscription_errors(self)
+        if self.tenant_id and self.starts_on and "ends_on" not in errors:
+            clash = Subscription.objects.overlapping(self).first()
+            if clash is not None:
+                errors["starts_on"] = plan_rules.overlap_error(self, clash)
         if errors:
             raise ValidationError(errors)
 
@@ -438,9 +436,7 @@ class Statement(models.Model):
     """What a tenant owes for one calendar month: a draft while the month is open
     (refreshed after each rollup), final and immutable once it has closed."""
 
-    class Status(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        FINAL = "final", "Final"
+    Status = choices.StatementStatus
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="statements")
     period = models.DateField(help_text="The first day of the month.")
@@ -527,11 +523,7 @@ class TenantFailure(models.Model):
     run that tried it. The run went on for every other tenant; the next run tries
     this one again and removes the record once it succeeds."""
 
-    class Job(models.TextChoices):
-        STATEMENT = "statement", "Statement draft"
-        FINALIZE = "finalize", "Statement finalization"
-        ALERTS = "alerts", "Alert check"
-        MAIL = "mail", "Alert mail"
+    Job = choices.FailedJob
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="failures")
     job = models.CharField(max_length=16, choices=Job.choices)

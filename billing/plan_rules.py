@@ -1,14 +1,235 @@
-"""When a plan item's limit is reached and which of its alert thresholds are crossed.
+"""The rules of plans and subscriptions: what a valid plan, item and subscription
+is, when a limit is reached and which alert thresholds are crossed.
 
-One rule for every surface that answers it: alerts, entitlements, the report's
+Validation lives here once: the admin's model forms reach it through the models'
+`clean()`, the serializers and forms call the same functions. No billing model
+is imported here (the models import these rules); what needs a query is asked
+by the caller.
+
+One rule for thresholds and limits answers alerts, entitlements, the report's
 plan bars and the statements page. A threshold is a percentage of the item's
 base — its limit when it has one, else its included quantity — and is crossed
 once usage reaches it (used × 100 ≥ base × threshold); the limit is reached at
 used ≥ limit, so the 100 % alert, the blocked entitlement and the full plan bar
-happen at the same unit. Plain Decimal arithmetic: no model is imported here.
+happen at the same unit. Plain Decimal arithmetic.
 """
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ValidationError
+
+from accounts.models import Tenant
+from billing.choices import OveragePolicy
+from billing.money import validate_amount_for
+
+MAX_THRESHOLD = 1000
+# Who sells plans: the platform (no owner), partners and resellers. Organizations and
+# agents only buy.
+PLAN_OWNER_KINDS = (Tenant.Kind.PARTNER, Tenant.Kind.RESELLER)
+# Bounds that keep every statement computable (no overflow in rating or storage).
+MAX_UNIT_PRICE = Decimal("1000000")
+PRICE_PLACES = 8
+MAX_FEE = Decimal("100000000")
+# Tier bounds count overage units: at most a quantity's 14 digits and 6 places.
+MAX_QUANTITY = Decimal(10) ** 14
+QUANTITY_PLACES = 6
+
+
+def parse_decimal(value, what: str) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise ValidationError(f"{what} must be a number.")
+    try:
+        number = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise ValidationError(f"{what} must be a number, not {value!r}.") from None
+    if not number.is_finite():
+        raise ValidationError(f"{what} must be a finite number.")
+    if number < 0:
+        raise ValidationError(f"{what} cannot be negative.")
+    return number
+
+
+def bounded(number: Decimal, what: str, *, maximum: Decimal, places: int) -> Decimal:
+    """`number` unchanged, or ValidationError naming the bound it breaks."""
+    number = Decimal(number)
+    if number > maximum:
+        raise ValidationError(f"{what} must be at most {maximum:,f}.")
+    if number != number.quantize(Decimal(1).scaleb(-places)):
+        raise ValidationError(f"{what} has at most {places} decimal places.")
+    return number
+
+
+def price_error(value, what: str) -> str | None:
+    """Why a unit price is out of bounds, or None."""
+    try:
+        bounded(value, what, maximum=MAX_UNIT_PRICE, places=PRICE_PLACES)
+    except ValidationError as error:
+        return error.messages[0]
+    return None
+
+
+def clean_tiers(tiers) -> list[dict]:
+    """Graduated tiers: `up_to` increasing, every tier closed but the last, which is open.
+
+    Returns the tiers with decimal strings, as stored and shown by the API.
+    """
+    if tiers in (None, ""):
+        return []
+    if not isinstance(tiers, list):
+        raise ValidationError("Tiers must be a list of {up_to, unit_price} objects.")
+    cleaned, previous = [], Decimal(0)
+    for position, tier in enumerate(tiers, start=1):
+        if not isinstance(tier, dict) or set(tier) - {"up_to", "unit_price"}:
+            raise ValidationError(f"Tier {position}: use only up_to and unit_price.")
+        what = f"Tier {position} unit_price"
+        price = bounded(
+            parse_decimal(tier.get("unit_price"), what),
+            what,
+            maximum=MAX_UNIT_PRICE,
+            places=PRICE_PLACES,
+        )
+        up_to = tier.get("up_to")
+        last = position == len(tiers)
+        if up_to is None:
+            if not last:
+                raise ValidationError(
+                    f"Tier {position}: only the last tier may be open (up_to null)."
+                )
+        else:
+            what = f"Tier {position} up_to"
+            up_to = bounded(
+                parse_decimal(up_to, what), what, maximum=MAX_QUANTITY, places=QUANTITY_PLACES
+            )
+            if last:
+                raise ValidationError(
+                    "The last tier must be open (up_to null) to price every unit."
+                )
+            if up_to <= previous:
+                raise ValidationError(
+                    f"Tier {position}: up_to must be greater than the tier before ({previous})."
+                )
+            previous = up_to
+        cleaned.append({"up_to": None if up_to is None else str(up_to), "unit_price": str(price)})
+    return cleaned
+
+
+def clean_thresholds(thresholds) -> list[int]:
+    if thresholds in (None, ""):
+        return []
+    if not isinstance(thresholds, list):
+        raise ValidationError("Thresholds must be a list of percentages, e.g. [80, 100].")
+    cleaned = set()
+    for value in thresholds:
+        if isinstance(value, bool):
+            raise ValidationError(f"{value!r} is not a percentage.")
+        try:
+            percent = int(str(value).strip())
+        except ValueError:
+            raise ValidationError(f"{value!r} is not a whole percentage.") from None
+        if not 1 <= percent <= MAX_THRESHOLD:
+            raise ValidationError(f"Thresholds are between 1 and {MAX_THRESHOLD} percent.")
+        cleaned.add(percent)
+    return sorted(cleaned)
+
+
+def clean_plan_item(
+    *, meter, included_quantity, limit, overage_policy, unit_price, tiers, thresholds
+) -> dict:
+    """Check one plan item; returns normalized tiers and thresholds or raises
+    ValidationError with a message per field."""
+    errors, cleaned = {}, {}
+    for field, check, value in (
+        ("tiers", clean_tiers, tiers),
+        ("thresholds", clean_thresholds, thresholds),
+    ):
+        try:
+            cleaned[field] = check(value)
+        except ValidationError as error:
+            errors[field] = error.messages
+    if overage_policy == OveragePolicy.BLOCK and limit is None:
+        errors["limit"] = ["A block item needs a limit: usage is refused once it is reached."]
+    if limit is not None and included_quantity is not None and limit < included_quantity:
+        errors["limit"] = ["The limit cannot be below the included quantity."]
+    if unit_price is None and not cleaned.get("tiers") and "tiers" not in errors:
+        errors["unit_price"] = ["Give a unit price for the overage, or tiers to price it."]
+    elif unit_price is not None and unit_price < 0:
+        errors["unit_price"] = ["Prices cannot be negative."]
+    elif unit_price is not None and (problem := price_error(unit_price, "The unit price")):
+        errors["unit_price"] = [problem]
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def duplicate_meter_errors(meters: list) -> dict[int, str]:
+    """Index -> message for every item repeating a meter already in the plan."""
+    seen, errors = set(), {}
+    for index, meter in enumerate(meters):
+        if meter is None:
+            continue
+        if meter in seen:
+            errors[index] = f"{getattr(meter, 'code', meter)} appears more than once in this plan."
+        seen.add(meter)
+    return errors
+
+
+def plan_errors(*, owner, customer, currency, base_fee) -> dict:
+    errors = validate_amount_for(currency, base_fee, "base_fee")
+    if owner is not None and owner.kind not in PLAN_OWNER_KINDS:
+        errors["owner"] = owner_kind_error(owner)
+    if base_fee is not None and base_fee > MAX_FEE:
+        errors["base_fee"] = f"The base fee must be at most {MAX_FEE:,f}."
+    if customer is not None and owner is not None and not is_strictly_inside(customer, owner):
+        errors["customer"] = f"A custom plan's customer must be inside {owner.name}'s tree."
+    return errors
+
+
+def owner_kind_error(owner: Tenant) -> str:
+    kind = Tenant.Kind(owner.kind).label.lower()
+    return (
+        f"Plans are sold by the platform (no owner), a partner or a reseller; "
+        f"{owner.name} is an {kind}."
+    )
+
+
+def is_strictly_inside(tenant: Tenant, ancestor: Tenant) -> bool:
+    return tenant.pk != ancestor.pk and tenant.is_descendant_of(ancestor)
+
+
+def plan_usable_by(plan, tenant: Tenant) -> str | None:
+    """Why `tenant` cannot subscribe to `plan`, or None when it can."""
+    if plan.customer_id is not None and plan.customer_id != tenant.pk:
+        return f"{plan.code} is a custom plan for another customer."
+    if plan.owner_id is not None and not is_strictly_inside(tenant, plan.owner):
+        return f"{plan.code} can only be used inside {plan.owner.name}'s tree."
+    return None
+
+
+def subscription_errors(subscription) -> dict:
+    """What is wrong with a subscription's own fields and its plan (the overlap with
+    the tenant's other subscriptions needs the database: see overlap_error)."""
+    errors = {}
+    if (
+        subscription.ends_on
+        and subscription.starts_on
+        and subscription.ends_on < subscription.starts_on
+    ):
+        errors["ends_on"] = "The end date cannot be before the start date."
+    if subscription.plan_id and subscription.tenant_id:
+        reason = plan_usable_by(subscription.plan, subscription.tenant)
+        if reason:
+            errors["plan"] = reason
+        elif subscription._state.adding and not subscription.plan.is_active:
+            errors["plan"] = f"{subscription.plan.code} is no longer offered."
+    return errors
+
+
+def overlap_error(subscription, clash) -> str:
+    until = clash.ends_on.isoformat() if clash.ends_on else "open-ended"
+    return (
+        f"{subscription.tenant.name} already has a subscription to {clash.plan.code} "
+        f"from {clash.starts_on} ({until}); one active subscription at a time."
+    )
 
 
 def alert_base(limit: Decimal | None, included: Decimal) -> Decimal:

@@ -8,13 +8,13 @@ and alerts (see entitlements), not the price: a `notify` item with a price
 charges its overage like a `charge` item.
 """
 
-from calendar import monthrange
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
 from billing.models import PlanItem
 from billing.money import ZERO, round_money
+from billing.periods import days_in_month
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ def rate_item(item: PlanItem, used: Decimal, currency: str) -> RatedItem:
 
 def prorated_fee(base_fee: Decimal, starts_on: date, ends_on: date, currency: str) -> Decimal:
     """The base fee for the days from `starts_on` to `ends_on` of one month, by day."""
-    days_in_month = monthrange(starts_on.year, starts_on.month)[1]
+    month_days = days_in_month(starts_on)
     days = (ends_on - starts_on).days + 1
-    if days >= days_in_month:
+    if days >= month_days:
         return round_money(base_fee, currency)
-    return round_money(base_fee * days / days_in_month, currency)
+    return round_money(base_fee * days / month_days, currency)

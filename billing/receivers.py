@@ -9,9 +9,10 @@ from billing.alerts import check_block_limits
 from billing.compaction import request_compaction
 from billing.failures import guarded
 from billing.models import TenantFailure
+from billing.periods import month_of
 from billing.rollup import shift_history
 from billing.schedules import install_schedules
-from billing.statements import month_of, refresh_statement
+from billing.statements import refresh_statement
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,12 @@
 """The scheduled work, installed idempotently (after migrate, or `install_schedules`)."""
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 
 from django.conf import settings
 from django.utils import timezone
 from django_q.models import Schedule
+
+from billing.periods import month_of, next_month
 
 ROLLUP_SCHEDULE = "usage-rollup"
 FINALIZE_SCHEDULE = "finalize-statements"
@@ -36,5 +38,5 @@ def install_schedules() -> list[Schedule]:
 
 
 def next_month_start(now: datetime) -> datetime:
-    first = (now.date().replace(day=28) + timedelta(days=4)).replace(day=1)
+    first = next_month(month_of(now.date()))
     return datetime.combine(first, FINALIZE_AT, tzinfo=UTC)

@@ -7,10 +7,9 @@ subscription to a partner's or the platform's plan) rates its whole subtree —
 what it owes upstream; its customers' statements are what it charges them.
 """
 
-from calendar import monthrange
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 
 from django.db import transaction
@@ -20,39 +19,13 @@ from accounts.models import Tenant
 from billing.failures import FailureLog
 from billing.models import Statement, StatementLine, Subscription, TenantFailure
 from billing.money import ZERO
+from billing.periods import month_of, next_month, segment_of
 from billing.rating import prorated_fee, rate_item
-from billing.usage import UsageFilters, usage_summary
-
-
-def month_of(day: date) -> date:
-    return day.replace(day=1)
-
-
-def month_end(period: date) -> date:
-    return period.replace(day=monthrange(period.year, period.month)[1])
-
-
-def parse_period(value: str) -> date:
-    """'YYYY-MM' -> the month's first day; ValueError with a readable message otherwise."""
-    try:
-        year, month = value.split("-")
-        return date(int(year), int(month), 1)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a month; use YYYY-MM.") from None
-
-
-def subscriptions_in(period: date):
-    return (
-        Subscription.objects.in_force(period, month_end(period))
-        .select_related("plan", "tenant")
-        .order_by("tenant_id", "starts_on")
-    )
-
-
-def segment_of(subscription: Subscription, period: date) -> tuple[date, date]:
-    """The days of `period` the subscription covers."""
-    end = month_end(period)
-    return max(subscription.starts_on, period), min(subscription.ends_on or end, end)
+from billing.selectors import (
+    final_tenant_ids,
+    subscriptions_in,
+    usage_by_meter,
+)
 
 
 @dataclass
@@ -104,11 +77,6 @@ def rate_statement(tenant: Tenant, period: date, subscriptions=None) -> Statemen
                 )
             )
     return draft
-
-
-def usage_by_meter(tenant: Tenant, start: date, end: date, meter_codes: list[str]) -> dict:
-    summary = usage_summary(tenant, start, end, "meter", UsageFilters(meters=tuple(meter_codes)))
-    return {row.meter.pk: row.quantity for row in summary.rows}
 
 
 def refresh_statement(tenant: Tenant, period: date, *, final: bool = False, subscriptions=None):
@@ -172,10 +140,6 @@ def subscriptions_by_tenant(period: date) -> dict[Tenant, list[Subscription]]:
     return grouped
 
 
-def next_month(period: date) -> date:
-    return month_end(period) + timedelta(days=1)
-
-
 def finalize_closed_periods(today: date | None = None) -> int:
     """Finalize every statement of a month that has closed; idempotent, so a schedule
     that missed months catches up. Returns how many statements became final."""
@@ -201,17 +165,3 @@ def periods_to_finalize(today: date) -> list[date]:
             periods.append(period)
         period = next_month(period)
     return periods
-
-
-def final_tenant_ids(period: date) -> set[int]:
-    return set(
-        Statement.objects.filter(period=period, status=Statement.Status.FINAL).values_list(
-            "tenant_id", flat=True
-        )
-    )
-
-
-def statement_totals(tenant_ids, period: date) -> dict[int, Statement]:
-    """The stored statement of each of these tenants for `period`, by tenant id."""
-    statements = Statement.objects.filter(tenant_id__in=list(tenant_ids), period=period)
-    return {statement.tenant_id: statement for statement in statements}

@@ -8,6 +8,8 @@ dates show the same numbers.
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from billing.periods import month_end, month_of, previous_month
+
 THIS_MONTH = "this_month"
 LAST_MONTH = "last_month"
 LAST_30_DAYS = "last_30_days"
@@ -39,8 +41,8 @@ class Period:
 def preset_period(preset: str, today: date) -> Period:
     """The dates of a preset as of `today` (a UTC date); this month runs to today."""
     if preset == LAST_MONTH:
-        last_day = today.replace(day=1) - timedelta(days=1)
-        return Period(last_day.replace(day=1), last_day)
+        last_month = previous_month(today)
+        return Period(last_month, month_end(last_month))
     if preset == LAST_30_DAYS:
         return Period(today - timedelta(days=29), today)
-    return Period(today.replace(day=1), today)
+    return Period(month_of(today), today)

@@ -14,9 +14,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from accounts.models import Tenant, subtrees_q
 from billing.margin import BASE_FEE, is_seller, seller_margin
 from billing.models import Statement, UsageAlert
+from billing.periods import month_of
 from billing.plan_rules import alert_base, allowance_used_up, thresholds_crossed
-from billing.plans import subscription_covering
-from billing.statements import statement_totals, usage_by_meter
+from billing.selectors import statement_totals, subscription_covering, usage_by_meter
 from billing.usage import UsageFilters, UsageSummary, usage_summary
 from metering.catalog import CATALOG
 from metering.models import Meter
@@ -55,9 +55,9 @@ class PlanAllowance:
 def billing_month(period: Period) -> date | None:
     """Plans allow and statements charge per calendar month: a period inside one
     month is compared with them; a period across months is not (no bar, no charges)."""
-    if (period.start.year, period.start.month) != (period.end.year, period.end.month):
+    if month_of(period.start) != month_of(period.end):
         return None
-    return period.start.replace(day=1)
+    return month_of(period.start)
 
 
 def plan_allowances(

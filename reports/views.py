@@ -12,7 +12,7 @@ from django_tables2.paginators import LazyPaginator
 
 from accounts.models import Tenant, subtrees_q
 from accounts.selectors import top_tenants, visible_ancestors
-from billing.statements import month_of, parse_period
+from billing.periods import requested_month
 from metering.filtersets import UsageEventFilterSet
 from metering.models import Meter, UsageEvent
 from reports.exports import queryset_table_csv, table_csv
@@ -217,11 +217,8 @@ def statement_tables(page) -> dict:
 
 def statement_period(request):
     """`?period=YYYY-MM`, default this month; None when it is not a month."""
-    value = request.GET.get("period")
-    if not value:
-        return month_of(timezone.now().date())
     try:
-        return parse_period(value)
+        return requested_month(request.GET.get("period"), timezone.now().date())
     except ValueError:
         return None
 

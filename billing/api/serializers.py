@@ -16,7 +16,7 @@ from billing.models import (
     Subscription,
     UsageAlert,
 )
-from billing.plans import clean_plan_item, duplicate_meter_errors, plan_errors
+from billing.plan_rules import clean_plan_item, duplicate_meter_errors, plan_errors
 from metering.models import Meter
 
 DECIMAL = {"max_digits": 20, "decimal_places": 6, "coerce_to_string": True}

@@ -30,8 +30,9 @@ from billing.filtersets import PlanFilterSet, SubscriptionFilterSet
 from billing.forms import UsageQueryForm
 from billing.margin import is_seller, seller_margin
 from billing.models import Plan, Statement, Subscription, UsageAlert
-from billing.plans import can_sell, save_plan, subscribe
-from billing.statements import month_of, parse_period
+from billing.periods import requested_month
+from billing.plans import save_plan, subscribe
+from billing.selectors import can_sell
 from billing.usage import usage_summary
 from metering.api.views import ERROR_BODY
 from metering.models import Meter
@@ -202,10 +203,8 @@ def require_seller(user, plan) -> None:
 class PeriodMixin:
     def period(self) -> date:
         value = self.request.query_params.get("period")
-        if not value:
-            return month_of(timezone.now().date())
         try:
-            return parse_period(value)
+            return requested_month(value, timezone.now().date())
         except ValueError as error:
             raise ValidationError({"period": [str(error)]}) from None
 

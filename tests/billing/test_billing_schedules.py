@@ -9,8 +9,8 @@ from django.utils.module_loading import import_string
 from django_q.models import Schedule
 
 from billing.models import Plan, PlanItem, Statement, Subscription
+from billing.periods import month_of
 from billing.schedules import FINALIZE_SCHEDULE, install_schedules, next_month_start
-from billing.statements import month_of
 from metering.models import Meter
 from tests.billing.conftest import send
 

@@ -11,8 +11,9 @@ from django.utils import timezone
 
 from billing.alerts import check_alerts
 from billing.models import Plan, PlanItem, Statement, Subscription, UsageAlert
+from billing.periods import month_of, next_month
 from billing.plans import subscribe
-from billing.statements import finalize_closed_periods, month_of, next_month, refresh_statement
+from billing.statements import finalize_closed_periods, refresh_statement
 from billing.tasks import scheduled_rollup
 from tests.billing.conftest import send
 

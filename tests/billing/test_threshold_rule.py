@@ -13,8 +13,9 @@ from django.utils import timezone
 
 from billing.closing import close_months
 from billing.models import Plan, PlanItem, Statement, UsageAlert
+from billing.periods import month_of
 from billing.plans import subscribe
-from billing.statements import month_of, refresh_statement
+from billing.statements import refresh_statement
 from billing.tasks import after_rollup
 from metering.models import Meter
 from tests.billing.conftest import rollup, send

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from billing.alerts import check_alerts
 from billing.models import Plan, PlanItem
+from billing.periods import month_of
 from billing.plans import subscribe
-from billing.statements import month_of
 from billing.tasks import after_rollup
 from metering.models import Meter
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import PlatformPrincipal
 from billing.models import Statement, StatementLine
-from billing.statements import month_of
+from billing.periods import month_of
 from metering.ingestion import ingest_events
 from metering.models import Meter
 from tests.factories import make_tenant

@@ -12,8 +12,9 @@ from django.utils import timezone
 from accounts.models import ApiKey, PlatformPrincipal, Tenant
 from billing.alerts import check_alerts
 from billing.models import Plan, PlanItem, Statement, TenantFailure, UsageAlert
+from billing.periods import month_of
 from billing.plans import subscribe
-from billing.statements import finalize_closed_periods, month_of, refresh_drafts
+from billing.statements import finalize_closed_periods, refresh_drafts
 from metering.ingestion import ingest_events
 from metering.models import Meter, UsageEvent
 from tests.factories import make_tenant, make_user
