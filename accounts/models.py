@@ -248,9 +248,17 @@ class Tenant(MPTTModel):
         """Whether `other` is this saved tenant or inside its subtree (stored tree fields)."""
         if not (self.pk and other.pk):
             return False
-        return other.pk == self.pk or (
-            other.tree_id == self.tree_id and self.lft <= other.lft <= self.rght
-        )
+        return other.pk == self.pk or self.holds_position(other.tree_id, other.lft)
+
+    def holds_position(self, tree_id: int, lft: int) -> bool:
+        """Whether the tenant stored at (tree_id, lft) is this one or inside its subtree:
+        the subtree rule of subtrees_q, for positions already read."""
+        return tree_id == self.tree_id and self.lft <= lft <= self.rght
+
+    def subtree_sql(self, alias: str) -> tuple[str, list]:
+        """The subtree rule of subtrees_q as a raw SQL condition on tenant `alias`."""
+        condition = f"{alias}.tree_id = %s AND {alias}.lft >= %s AND {alias}.lft <= %s"
+        return condition, [self.tree_id, self.lft, self.rght]
 
     def describe_allowed_parents(self) -> str:
         kinds = self.ALLOWED_PARENT_KINDS[self.kind]

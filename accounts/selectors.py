@@ -13,14 +13,7 @@ def top_tenants(user) -> list[Tenant]:
     if user.is_superuser:
         return list(Tenant.objects.root_nodes().order_by("kind", "name"))
     roots = membership_roots(user)
-    tops = [
-        t
-        for t in roots
-        if not any(
-            o.pk != t.pk and o.tree_id == t.tree_id and o.lft < t.lft and t.rght < o.rght
-            for o in roots
-        )
-    ]
+    tops = [t for t in roots if not any(o.pk != t.pk and o.contains(t) for o in roots)]
     return sorted(tops, key=lambda t: t.name)
 
 

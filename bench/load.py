@@ -452,7 +452,7 @@ def main():
 
     from accounts.models import ApiKey, Tenant
     from billing.models import RollupRun
-    from billing.rollup import run_rollup
+    from billing.usage.rollup import run_rollup
 
     print("Preparing: migrate, demo tree and history …", flush=True)
     call_command("migrate", verbosity=0)

@@ -20,7 +20,7 @@ from benchdata import build_tree, database_version, fresh_database, load_events,
 from django.core.management import call_command
 from django.db import connection, connections
 
-from billing.rollup import run_rollup
+from billing.usage.rollup import run_rollup
 from metering.ingestion import store_events
 from metering.models import Meter, UsageEvent
 

@@ -21,7 +21,8 @@ from django.db import connection, transaction
 
 from accounts.models import Tenant
 from billing.models import DailyUsage
-from billing.rollup import PhaseClock, RollupBatch, all_event_days, run_rollup
+from billing.usage.rollup import RollupBatch, run_rollup
+from billing.usage.runs import PhaseClock, all_event_days
 from metering.models import UsageEvent
 
 TREE = {"resellers": 6, "orgs_per_reseller": 10, "agents_per_org": 10}

@@ -17,8 +17,9 @@ from benchdata import DAYS, build_tree, fresh_database, load_events, machine, pe
 from django.db import connection
 
 from accounts.models import Tenant
-from billing.rollup import all_event_days, run_rollup
 from billing.usage import UsageFilters, usage_summary
+from billing.usage.rollup import run_rollup
+from billing.usage.runs import all_event_days
 from metering.models import Meter
 
 USERS_PER_ORG = 5

@@ -17,7 +17,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from simple_history.models import DeletedObject
 from simple_history.template_utils import HistoricalRecordContextHelper
 
-from accounts.models import Tenant
+from accounts.models import Tenant, subtrees_q
 from accounts.scoped_admin import (
     ScopedInlineMixin,
     TenantChoiceField,
@@ -339,9 +339,7 @@ class DuplicatePlanForm(forms.Form):
             kind__in=[Tenant.Kind.PARTNER, Tenant.Kind.AGENT]
         )
         if plan.owner is not None:
-            customers = customers.filter(
-                tree_id=plan.owner.tree_id, lft__gt=plan.owner.lft, rght__lt=plan.owner.rght
-            )
+            customers = customers.filter(subtrees_q([plan.owner])).exclude(pk=plan.owner.pk)
         self.fields["customer"].queryset = customers.order_by("name")
         self.fields["code"].initial = f"{plan.code}-custom"
 

@@ -186,6 +186,4 @@ def check_block_limits(tenant_ids, meter_ids) -> list[UsageAlert]:
 
 def covers(tenant: Tenant, positions) -> bool:
     """Whether any of the (tree_id, lft) positions lies in `tenant`'s subtree."""
-    return any(
-        tree_id == tenant.tree_id and tenant.lft <= lft <= tenant.rght for tree_id, lft in positions
-    )
+    return any(tenant.holds_position(tree_id, lft) for tree_id, lft in positions)

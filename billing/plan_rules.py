@@ -193,7 +193,7 @@ def owner_kind_error(owner: Tenant) -> str:
 
 
 def is_strictly_inside(tenant: Tenant, ancestor: Tenant) -> bool:
-    return tenant.pk != ancestor.pk and tenant.is_descendant_of(ancestor)
+    return tenant.pk != ancestor.pk and ancestor.contains(tenant)
 
 
 def plan_usable_by(plan, tenant: Tenant) -> str | None:

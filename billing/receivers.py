@@ -6,13 +6,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.alerts import check_block_limits
-from billing.compaction import request_compaction
 from billing.failures import guarded
 from billing.models import TenantFailure
 from billing.periods import month_of
-from billing.rollup import shift_history
 from billing.schedules import install_schedules
 from billing.statements import refresh_statement
+from billing.usage.compaction import request_compaction
+from billing.usage.moves import shift_history
 
 logger = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 
 from billing.alerts import check_alerts
 from billing.closing import close_months
-from billing.compaction import prune_compaction_runs
-from billing.rollup import run_compaction, run_rollup
 from billing.statements import refresh_drafts
+from billing.usage.compaction import prune_compaction_runs, run_compaction
+from billing.usage.rollup import run_rollup
 
 
 def scheduled_rollup() -> dict:
@@ -29,7 +29,7 @@ def finalize_statements() -> dict:
 
 def compact_tail() -> dict:
     """Fold the events received since the last rollup into the billing table
-    (see billing.compaction and billing.rollup.run_compaction).
+    (see billing.usage.compaction).
 
     Statements and alerts wait for the scheduled rollup: this only shortens the
     real-time tail that every read adds up.

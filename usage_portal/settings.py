@@ -305,7 +305,7 @@ if env_bool("USAGE_Q_SYNC"):
 
 USAGE_ROLLUP_INTERVAL_MINUTES = env_int("USAGE_ROLLUP_INTERVAL_MINUTES", 1440)
 USAGE_BACKDATE_DAYS = env_int("USAGE_BACKDATE_DAYS", 35)
-# Compaction (billing.compaction): a rollup is queued when this many events wait in
+# Compaction (billing.usage.compaction): a rollup is queued when this many events wait in
 # the real-time tail (0: never), at most once per USAGE_COMPACT_SECONDS.
 USAGE_COMPACT_EVENTS = env_int("USAGE_COMPACT_EVENTS", 1000)
 USAGE_COMPACT_SECONDS = env_int("USAGE_COMPACT_SECONDS", 2)

@@ -5,7 +5,7 @@ import pytest
 
 from accounts.models import PlatformPrincipal
 from billing.models import DailyUsage
-from billing.rollup import run_rollup
+from billing.usage.rollup import run_rollup
 from metering.ingestion import ingest_events
 from metering.models import Meter
 

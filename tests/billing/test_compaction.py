@@ -11,11 +11,12 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from accounts.models import PlatformPrincipal
-from billing.compaction import prune_compaction_runs, waiting_events
 from billing.models import RolledDay, RollupRun
-from billing.rollup import RollupBatch, current_watermark, run_compaction
 from billing.tasks import compact_tail
 from billing.usage import usage_summary
+from billing.usage.compaction import prune_compaction_runs, run_compaction, waiting_events
+from billing.usage.rollup import RollupBatch
+from billing.usage.runs import current_watermark
 from metering.ingestion import committed_ceiling, ingest_events
 from metering.models import UsageEvent
 from tests.billing.conftest import billing_table, rollup, send

@@ -7,12 +7,25 @@ from django.utils import timezone
 
 from accounts.models import Tenant
 from billing.models import DailyUsage, RolledDay, RollupRun
-from billing.rollup import RollupBatch
 from billing.usage import UsageFilters, usage_summary
+from billing.usage.rollup import RollupBatch
 from metering.models import Meter
 from tests.billing.conftest import billing_table, rollup, send
 from tests.billing.oracle import brute_force, summary_as_dict
 from tests.factories import make_tenant
+
+
+def crash_writing(monkeypatch, day):
+    """Make the rollup fail inside the transaction that writes `day`, after writing
+    the days before it in that transaction: a crash mid-transaction."""
+    write_days = RollupBatch.write_days
+
+    def crashing(batch, days):
+        write_days(batch, [d for d in days if d < day])
+        if day in days:
+            raise RuntimeError(f"simulated crash before {day}")
+
+    monkeypatch.setattr(RollupBatch, "write_days", crashing)
 
 
 @pytest.fixture
@@ -72,7 +85,9 @@ def test_rollup_twice_gives_identical_rows(world, day1_day2):
     }
 
 
-def test_crash_mid_rollup_leaves_previous_rows_and_next_run_repairs(world, day1_day2):
+def test_crash_mid_rollup_leaves_previous_rows_and_next_run_repairs(
+    world, day1_day2, monkeypatch
+):
     day1, day2 = day1_day2
     send(
         {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1},
@@ -84,8 +99,10 @@ def test_crash_mid_rollup_leaves_previous_rows_and_next_run_repairs(world, day1_
         {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1 + timedelta(hours=1)},
         {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day2 + timedelta(hours=1)},
     )
-    with pytest.raises(RuntimeError):
-        rollup(fail_after_days=1)
+    with monkeypatch.context() as patch:
+        crash_writing(patch, day2.date())
+        with pytest.raises(RuntimeError):
+            rollup()
     failed = RollupRun.objects.first()
     assert failed.status == "failed" and "simulated crash" in failed.error
     # The day it did not reach keeps its previous rows; numbers stay right meanwhile.
@@ -229,8 +246,10 @@ def test_crash_in_a_later_transaction_keeps_the_days_already_committed(
         {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1 + timedelta(hours=1)},
         {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day2 + timedelta(hours=1)},
     )
-    with pytest.raises(RuntimeError):
-        rollup(fail_after_days=1)
+    with monkeypatch.context() as patch:
+        crash_writing(patch, day2.date())
+        with pytest.raises(RuntimeError):
+            rollup()
     # Day 1 was committed with its watermark, day 2 kept its previous rows.
     assert [r[-1] for r in billing_table() if r[0] == "agent-a"] == [2, 1]
     assert (

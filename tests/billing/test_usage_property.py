@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from accounts.models import PlatformPrincipal, Tenant
 from billing.models import DailyUsage
-from billing.rollup import run_compaction
 from billing.usage import GROUP_BYS, UsageFilters, usage_summary
+from billing.usage.compaction import run_compaction
 from metering.ingestion import ingest_events
 from tests.billing.conftest import billing_table, rollup
 from tests.billing.oracle import brute_force, summary_as_dict

@@ -14,8 +14,8 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from billing.models import DailyUsage, DistinctValue, RolledDay, RollupRun
-from billing.rollup import run_rollup
 from billing.schedules import ROLLUP_SCHEDULE, install_schedules
+from billing.usage.rollup import run_rollup
 from metering.models import Meter, UsageEvent
 from tests.processes import stop_group
 

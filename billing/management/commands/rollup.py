@@ -4,8 +4,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from tqdm import tqdm
 
-from billing.rollup import COMMIT_GRACE, all_event_days, run_rollup
 from billing.tasks import after_rollup
+from billing.usage.rollup import run_rollup
+from billing.usage.runs import COMMIT_GRACE, all_event_days
 
 
 class Command(BaseCommand):

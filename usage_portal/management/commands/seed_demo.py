@@ -10,7 +10,7 @@ from tqdm import tqdm
 from accounts.demo import demo_tree, demo_users, load_demo_tree, load_demo_users
 from accounts.models import Tenant
 from billing.demo import load_demo_billing
-from billing.rollup import run_rollup
+from billing.usage.rollup import run_rollup
 from metering.demo import DAYS, load_demo_usage
 from metering.models import UsageEvent
 

@@ -8,36 +8,33 @@ that received events since the last complete run: late events make their day
 "dirty" simply by arriving.
 """
 
-import os
-import socket
 import time as clock
-import traceback
-from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, timedelta
-from pathlib import Path
+from datetime import date, timedelta
 
-from django.conf import settings
 from django.db import connection
 from django.db.models import Max, Min
-from django.db.models.functions import TruncDate
-from django.utils import timezone
 
 from accounts.models import Tenant
 from accounts.services import tree_write_lock
-from billing.aggregation import ADDITIVE, day_bounds, member_values_sql, unique_value_sql
 from billing.models import DailyUsage, RolledDay, RollupRun
-from metering.ingestion import committed_ceiling
+from billing.periods import day_bit, day_bounds, month_of
+from billing.usage.aggregations import COUNTS_DISTINCT, aggregations_where
+from billing.usage.day_values import member_values_sql
+from billing.usage.runs import (
+    COMMIT_GRACE,
+    PhaseClock,
+    current_watermark,
+    days_with_events,
+    recorded_run,
+)
+from billing.usage.sql import placeholders, unique_value_sql
+from billing.usage.values import as_date
 from metering.models import Meter, UsageEvent
 
 # The billing table's key, day first.
 TOTALS_KEY = "day, tenant_id, meter_id, dimension, source"
-
-# Where the exact ceiling cannot be had in time (see committed_ceiling), events
-# younger than this are left to the next run: an insert transaction that took its
-# id earlier may not have committed yet.
-COMMIT_GRACE = timedelta(seconds=10)
+BILLING_TABLE = DailyUsage._meta.db_table
 
 
 @dataclass
@@ -46,62 +43,16 @@ class DayResult:
     events_read: int
 
 
-class PhaseClock:
-    """Seconds spent in each phase of a run, for profiling (bench/rollup.py prints them)."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = defaultdict(float)
-
-    @contextmanager
-    def __call__(self, phase: str):
-        started = clock.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[phase] += clock.perf_counter() - started
-
-
-def current_watermark(grace: timedelta = COMMIT_GRACE) -> int:
-    """The highest event id that every earlier-received event has committed below.
-
-    `grace` zero: the highest id, for callers that know no insert is in flight.
-    """
-    if grace:
-        ceiling = committed_ceiling()
-        if ceiling is not None:
-            return ceiling
-    top = UsageEvent.objects.aggregate(top=Max("id"))["top"] or 0
-    if grace:
-        cutoff = timezone.now() - grace
-        young = UsageEvent.objects.filter(received_at__gt=cutoff).aggregate(low=Min("id"))["low"]
-        if young is not None:
-            top = min(top, young - 1)
-    return top
-
-
-def days_with_events(min_id: int, max_id: int) -> list[date]:
-    """UTC days of the events with min_id < id ≤ max_id."""
-    days = (
-        UsageEvent.objects.filter(id__gt=min_id, id__lte=max_id)
-        .annotate(day=TruncDate("occurred_at", tzinfo=UTC))
-        .values_list("day", flat=True)
-        .distinct()
-    )
-    return sorted(set(days))
-
-
 def run_rollup(
     *,
     days: list[date] | None = None,
     trigger: str = "manual",
     grace: timedelta = COMMIT_GRACE,
     progress=None,
-    fail_after_days: int | None = None,
     phases: PhaseClock | None = None,
 ) -> RollupRun:
     """Recompute the dirty days (or exactly `days`) and advance the watermark.
 
-    `fail_after_days` simulates a crash after that many days (tests only);
     `phases`, if given, collects the seconds spent in each phase.
     """
     started = clock.monotonic()
@@ -117,170 +68,13 @@ def run_rollup(
         RollupBatch(todo, watermark, phases) as batch,
     ):
         for days in batch.transactions():
-            crash = None
-            if fail_after_days is not None:
-                left = fail_after_days - run.days_recomputed
-                crash = days[left] if left < len(days) else None
-            result = batch.rollup_days(days, crash_before=crash)
+            result = batch.rollup_days(days)
             run.days_recomputed += len(days)
             run.rows_written += result.rows_written
             run.events_read += result.events_read
             if progress is not None:
                 progress.update(len(days))
     return run
-
-
-@contextmanager
-def recorded_run(trigger: str, watermark: int, days: list[date], started: float):
-    """A RollupRun for the work inside: success when it ends, failed (with the
-    traceback) when it raises. Only a successful run moves the watermark."""
-    mark_abandoned_runs()
-    run = RollupRun.objects.create(
-        started_at=timezone.now(),
-        trigger=trigger,
-        host=socket.gethostname(),
-        pid=os.getpid(),
-        watermark=watermark,
-        window_start=days[0] if days else None,
-        window_end=days[-1] if days else None,
-    )
-    try:
-        yield run
-    except Exception:
-        run.status = RollupRun.Status.FAILED
-        run.error = traceback.format_exc(limit=5)
-        finish(run, started)
-        raise
-    run.status = RollupRun.Status.SUCCESS
-    finish(run, started)
-
-
-def mark_abandoned_runs() -> int:
-    """Runs still "running" whose process is gone become abandoned (their days were
-    redone by whatever ran since: a run only counts once it succeeds). A run on
-    this machine is checked by its process; one elsewhere once it has run longer
-    than a task may (Q_CLUSTER's timeout, twice over)."""
-    here = socket.gethostname()
-    cutoff = timezone.now() - timedelta(seconds=2 * settings.Q_CLUSTER["timeout"])
-    dead = [
-        run.pk
-        for run in RollupRun.objects.filter(status=RollupRun.Status.RUNNING).only(
-            "pk", "host", "pid", "started_at"
-        )
-        if (run.host == here and run.pid and not process_alive(run.pid)) or run.started_at < cutoff
-    ]
-    if not dead:
-        return 0
-    return RollupRun.objects.filter(pk__in=dead, status=RollupRun.Status.RUNNING).update(
-        status=RollupRun.Status.ABANDONED,
-        finished_at=timezone.now(),
-        error="Its process ended without finishing the run; later runs redid its days.",
-    )
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process `pid` runs on this machine (a zombie, killed but not yet
-    reaped by its parent, counts as ended)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in {"Z", "X"}
-
-
-def run_compaction(*, trigger: str = "compaction") -> RollupRun:
-    """Bring the billing table up to the current watermark by adding the tail to it.
-
-    When every event received since the last run belongs to a summable meter
-    (sum, count) and falls on a day already rolled up, each such day's stored
-    rows plus the sums of its new events (per ancestor) are exactly the rows a
-    recomputation gives: this reads the tail only, not the whole day, so it can
-    run every few seconds under heavy ingestion. Otherwise (a gauge or distinct
-    count event, whose day value is not a sum; a day never rolled up) it is the
-    ordinary rollup of those days.
-    """
-    previous = RollupRun.objects.watermark()
-    watermark = max(current_watermark(), previous)
-    days = days_with_events(previous, watermark)
-    rolled = RolledDay.objects.filter(day__in=days).count()
-    if not days or rolled < len(days) or tail_has_other_than_summable(previous, watermark):
-        return run_rollup(trigger=trigger)
-    with recorded_run(trigger, watermark, days, clock.monotonic()) as run, tree_write_lock():
-        # Read again under the lock: a run may have written these days meanwhile.
-        marks = dict(RolledDay.objects.filter(day__in=days).values_list("day", "watermark"))
-        for day in days:
-            # A day holds no event between its own mark and `previous` above it:
-            # a run that moved the watermark to `previous` had rolled it up.
-            after = max(marks[day], previous)
-            if after < watermark:
-                run.rows_written += add_tail_to_day(day, after, watermark)
-                run.days_recomputed += 1
-        RolledDay.objects.filter(day__in=days, watermark__lt=watermark).update(
-            watermark=watermark, rolled_at=timezone.now()
-        )
-    return run
-
-
-def tail_has_other_than_summable(after_id: int, up_to_id: int) -> bool:
-    """Whether an event with after_id < id ≤ up_to_id is of a meter whose day value
-    is not a sum of events (max, latest, unique_count)."""
-    others = Meter.objects.exclude(aggregation__in=ADDITIVE).values_list("pk", flat=True)
-    return UsageEvent.objects.filter(
-        id__gt=after_id, id__lte=up_to_id, meter_id__in=list(others)
-    ).exists()
-
-
-def add_tail_to_day(day: date, after_id: int, up_to_id: int) -> int:
-    """Add the day's events with after_id < id ≤ up_to_id to the stored subtree
-    totals of their tenant and every ancestor. Returns the rows touched.
-
-    Raw SQL: one INSERT … SELECT … ON CONFLICT DO UPDATE that adds, the same on
-    SQLite and PostgreSQL. The tail is summed per member tenant first, then each
-    sum goes to the member and its ancestors, found by walking parent links (a
-    recursive CTE over the few members in the tail: a join on lft/rght ranges
-    scanned the tree once per member). A count meter's day value is its number
-    of events.
-    """
-    counts = list(
-        Meter.objects.filter(aggregation=Meter.Aggregation.COUNT).values_list("pk", flat=True)
-    )
-    is_count = f"e.meter_id IN ({', '.join(['%s'] * len(counts))})" if counts else "1 = 0"
-    start, end = day_bounds(day, day)
-    ops = connection.ops
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "WITH RECURSIVE tail AS (SELECT e.tenant_id, e.meter_id, e.dimension, e.source, "
-            f"SUM(CASE WHEN {is_count} THEN 1 ELSE e.quantity END) AS quantity, "
-            "COUNT(*) AS n FROM metering_usageevent e "
-            "WHERE e.id > %s AND e.id <= %s AND e.occurred_at >= %s AND e.occurred_at < %s "
-            "GROUP BY e.tenant_id, e.meter_id, e.dimension, e.source), "
-            "chain (member_id, ancestor_id) AS (SELECT DISTINCT tenant_id, tenant_id FROM tail "
-            "UNION ALL SELECT c.member_id, t.parent_id FROM chain c "
-            "JOIN accounts_tenant t ON t.id = c.ancestor_id WHERE t.parent_id IS NOT NULL) "
-            "INSERT INTO billing_dailyusage "
-            "(tenant_id, meter_id, day, dimension, source, quantity, event_count) "
-            "SELECT c.ancestor_id, s.meter_id, %s, s.dimension, s.source, SUM(s.quantity), "
-            "SUM(s.n) FROM tail s JOIN chain c ON c.member_id = s.tenant_id WHERE 1 = 1 "
-            "GROUP BY c.ancestor_id, s.meter_id, s.dimension, s.source "
-            "ON CONFLICT (tenant_id, day, meter_id, dimension, source) DO UPDATE SET "
-            "quantity = billing_dailyusage.quantity + excluded.quantity, "
-            "event_count = billing_dailyusage.event_count + excluded.event_count",
-            [*counts, after_id, up_to_id, ops.adapt_datetimefield_value(start),
-             ops.adapt_datetimefield_value(end), ops.adapt_datefield_value(day)],
-        )  # fmt: skip
-        return max(cursor.rowcount, 0)
-
-
-def finish(run: RollupRun, started: float) -> None:
-    run.finished_at = timezone.now()
-    run.duration_ms = int((clock.monotonic() - started) * 1000)
-    run.save()
 
 
 class RollupBatch:
@@ -374,7 +168,7 @@ class RollupBatch:
         """Subtree totals of every tenant for every day to do, in one statement.
 
         Raw SQL because this is a set-based step the ORM cannot express: member
-        values (see billing.aggregation) are joined to every ancestor of their
+        values (see billing.usage.day_values) are joined to every ancestor of their
         tenant and summed per ancestor. Runs the same on SQLite and PostgreSQL.
         The table declares the billing table's column types: SQLite compares values
         of differing column affinities without using the index.
@@ -425,13 +219,12 @@ class RollupBatch:
             rows += self.rows_by_day.get(day, 0)
         return groups
 
-    def rollup_days(self, days: list[date], crash_before: date | None = None) -> DayResult:
+    def rollup_days(self, days: list[date]) -> DayResult:
         """Make the days' rows equal to their recomputed subtree totals, in one transaction.
 
         A day that a run with a higher watermark already wrote is left alone: two
         runs may overlap (a compaction and the schedule, or a manual run), and
         the one that read more events must win whatever the order they commit in.
-        `crash_before` raises inside the transaction (tests simulate a crash with it).
         """
         phase = self.phase
         with phase("day transactions"), tree_write_lock():
@@ -442,12 +235,9 @@ class RollupBatch:
                     "day", flat=True
                 )
             )
-            before_crash = days if crash_before is None else days[: days.index(crash_before)]
-            with phase("write days"):
-                self.write_days([day for day in before_crash if day not in newer])
-            if crash_before is not None:
-                raise RuntimeError(f"simulated crash before {crash_before}")
             written = [day for day in days if day not in newer]
+            with phase("write days"):
+                self.write_days(written)
             with phase("distinct values"):
                 for day in written:
                     record_distinct_values(day, self.watermark)
@@ -477,7 +267,7 @@ class RollupBatch:
         """
         if not days:
             return
-        table = "billing_dailyusage"
+        table = BILLING_TABLE
         same_key = " AND ".join(f"t.{c} = {table}.{c}" for c in TOTALS_KEY.split(", "))
         day_list = ", ".join(["%s"] * len(days))
         params = [connection.ops.adapt_datefield_value(day) for day in days]
@@ -526,21 +316,17 @@ def covers_every_event(first: date, last: date) -> bool:
     return earliest is None or (start <= earliest and latest < end)
 
 
-def as_date(value) -> date:
-    return date.fromisoformat(value) if isinstance(value, str) else value
-
-
 def record_distinct_values(day: date, watermark: int) -> None:
     """Set the day's bit on every (member, meter, source, value) seen that day.
 
     Raw SQL: bitwise updates and an INSERT … SELECT … ON CONFLICT DO UPDATE that
     ORs the bit into existing rows; the same on SQLite and PostgreSQL.
     """
-    unique_meters = Meter.objects.filter(aggregation=Meter.Aggregation.UNIQUE_COUNT)
-    uniques = list(unique_meters.values_list("pk", flat=True))
+    distinct = Meter.objects.filter(aggregation__in=aggregations_where(COUNTS_DISTINCT))
+    uniques = list(distinct.values_list("pk", flat=True))
     value = f"COALESCE({unique_value_sql()}, '')"
-    month = connection.ops.adapt_datefield_value(day.replace(day=1))
-    bit = 1 << (day.day - 1)
+    month = connection.ops.adapt_datefield_value(month_of(day))
+    bit = day_bit(day)
     start, end = day_bounds(day, day)
     ops = connection.ops
     with connection.cursor() as cursor:
@@ -556,7 +342,7 @@ def record_distinct_values(day: date, watermark: int) -> None:
                 "(tenant_id, meter_id, month, source, value, days) "
                 f"SELECT e.tenant_id, e.meter_id, %s, e.source, {value}, %s "
                 "FROM metering_usageevent e JOIN metering_meter mt ON mt.id = e.meter_id "
-                f"WHERE e.meter_id IN ({', '.join(['%s'] * len(uniques))}) "
+                f"WHERE e.meter_id IN ({placeholders(uniques)}) "
                 "AND e.occurred_at >= %s AND e.occurred_at < %s AND e.id <= %s "
                 f"GROUP BY e.tenant_id, e.meter_id, e.source, {value} "
                 "ON CONFLICT (meter_id, month, tenant_id, source, value) DO UPDATE SET "
@@ -575,48 +361,3 @@ def tree_fingerprint() -> tuple:
             "COALESCE(MAX(id), 0) FROM accounts_tenant"
         )
         return tuple(cursor.fetchone())
-
-
-def all_event_days() -> list[date]:
-    return days_with_events(0, UsageEvent.objects.aggregate(top=Max("id"))["top"] or 0)
-
-
-def shift_history(tenant, old_ancestor_ids: list[int], new_ancestor_ids: list[int]) -> None:
-    """After a move, take the tenant's subtree totals off its old ancestors' rows
-    and add them to its new ancestors' rows.
-
-    Every subtree total is a sum over member tenants (rule 3), so moving a
-    subtree changes each ancestor's rows by exactly the moved tenant's own rows:
-    the same rows a full recomputation would give, without reading events.
-    Runs inside the move's transaction.
-    """
-    leaving = [a for a in old_ancestor_ids if a not in new_ancestor_ids]
-    joining = [a for a in new_ancestor_ids if a not in old_ancestor_ids]
-    same_key = (
-        "billing_dailyusage.meter_id = s.meter_id AND billing_dailyusage.day = s.day "
-        "AND billing_dailyusage.dimension = s.dimension AND billing_dailyusage.source = s.source"
-    )
-    with connection.cursor() as cursor:
-        for ancestor in leaving:
-            cursor.execute(
-                "UPDATE billing_dailyusage SET "
-                "quantity = billing_dailyusage.quantity - s.quantity, "
-                "event_count = billing_dailyusage.event_count - s.event_count "
-                "FROM (SELECT meter_id, day, dimension, source, quantity, event_count "
-                "FROM billing_dailyusage WHERE tenant_id = %s) s "
-                f"WHERE billing_dailyusage.tenant_id = %s AND {same_key}",
-                [tenant.pk, ancestor],
-            )
-        if leaving:
-            DailyUsage.objects.filter(tenant_id__in=leaving, event_count__lte=0).delete()
-        for ancestor in joining:
-            cursor.execute(
-                "INSERT INTO billing_dailyusage "
-                "(tenant_id, meter_id, day, dimension, source, quantity, event_count) "
-                "SELECT %s, meter_id, day, dimension, source, quantity, event_count "
-                "FROM billing_dailyusage WHERE tenant_id = %s "
-                "ON CONFLICT (tenant_id, day, meter_id, dimension, source) DO UPDATE SET "
-                "quantity = billing_dailyusage.quantity + excluded.quantity, "
-                "event_count = billing_dailyusage.event_count + excluded.event_count",
-                [ancestor, tenant.pk],
-            )

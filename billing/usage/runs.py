@@ -1,0 +1,144 @@
+"""Rollup runs as the operator sees them: the watermark a run reads up to, the
+days it must redo, and its RollupRun record (success, failure with the
+traceback, or abandoned when its process died)."""
+
+import os
+import socket
+import time as clock
+import traceback
+from collections import defaultdict
+from contextlib import contextmanager
+from datetime import UTC, date, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Max, Min
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from billing.models import RollupRun
+from metering.ingestion import committed_ceiling
+from metering.models import UsageEvent
+
+# Where the exact ceiling cannot be had in time (see committed_ceiling), events
+# younger than this are left to the next run: an insert transaction that took its
+# id earlier may not have committed yet.
+COMMIT_GRACE = timedelta(seconds=10)
+
+
+class PhaseClock:
+    """Seconds spent in each phase of a run, for profiling (bench/rollup.py prints them)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, phase: str):
+        started = clock.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += clock.perf_counter() - started
+
+
+def current_watermark(grace: timedelta = COMMIT_GRACE) -> int:
+    """The highest event id that every earlier-received event has committed below.
+
+    `grace` zero: the highest id, for callers that know no insert is in flight.
+    """
+    if grace:
+        ceiling = committed_ceiling()
+        if ceiling is not None:
+            return ceiling
+    top = UsageEvent.objects.aggregate(top=Max("id"))["top"] or 0
+    if grace:
+        cutoff = timezone.now() - grace
+        young = UsageEvent.objects.filter(received_at__gt=cutoff).aggregate(low=Min("id"))["low"]
+        if young is not None:
+            top = min(top, young - 1)
+    return top
+
+
+def days_with_events(min_id: int, max_id: int) -> list[date]:
+    """UTC days of the events with min_id < id ≤ max_id."""
+    days = (
+        UsageEvent.objects.filter(id__gt=min_id, id__lte=max_id)
+        .annotate(day=TruncDate("occurred_at", tzinfo=UTC))
+        .values_list("day", flat=True)
+        .distinct()
+    )
+    return sorted(set(days))
+
+
+def all_event_days() -> list[date]:
+    return days_with_events(0, UsageEvent.objects.aggregate(top=Max("id"))["top"] or 0)
+
+
+@contextmanager
+def recorded_run(trigger: str, watermark: int, days: list[date], started: float):
+    """A RollupRun for the work inside: success when it ends, failed (with the
+    traceback) when it raises. Only a successful run moves the watermark."""
+    mark_abandoned_runs()
+    run = RollupRun.objects.create(
+        started_at=timezone.now(),
+        trigger=trigger,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        watermark=watermark,
+        window_start=days[0] if days else None,
+        window_end=days[-1] if days else None,
+    )
+    try:
+        yield run
+    except Exception:
+        run.status = RollupRun.Status.FAILED
+        run.error = traceback.format_exc(limit=5)
+        finish(run, started)
+        raise
+    run.status = RollupRun.Status.SUCCESS
+    finish(run, started)
+
+
+def mark_abandoned_runs() -> int:
+    """Runs still "running" whose process is gone become abandoned (their days were
+    redone by whatever ran since: a run only counts once it succeeds). A run on
+    this machine is checked by its process; one elsewhere once it has run longer
+    than a task may (Q_CLUSTER's timeout, twice over)."""
+    here = socket.gethostname()
+    cutoff = timezone.now() - timedelta(seconds=2 * settings.Q_CLUSTER["timeout"])
+    dead = [
+        run.pk
+        for run in RollupRun.objects.filter(status=RollupRun.Status.RUNNING).only(
+            "pk", "host", "pid", "started_at"
+        )
+        if (run.host == here and run.pid and not process_alive(run.pid)) or run.started_at < cutoff
+    ]
+    if not dead:
+        return 0
+    return RollupRun.objects.filter(pk__in=dead, status=RollupRun.Status.RUNNING).update(
+        status=RollupRun.Status.ABANDONED,
+        finished_at=timezone.now(),
+        error="Its process ended without finishing the run; later runs redid its days.",
+    )
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (a zombie, killed but not yet
+    reaped by its parent, counts as ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in {"Z", "X"}
+
+
+def finish(run: RollupRun, started: float) -> None:
+    run.finished_at = timezone.now()
+    run.duration_ms = int((clock.monotonic() - started) * 1000)
+    run.save()
