@@ -21,8 +21,9 @@ from django.db import connection, transaction
 
 from accounts.models import Tenant
 from billing.models import DailyUsage
-from billing.usage.rollup import RollupBatch, run_rollup
+from billing.usage.rollup import run_rollup
 from billing.usage.runs import PhaseClock, all_event_days
+from billing.usage.staging import WorkTables
 from metering.models import UsageEvent
 
 TREE = {"resellers": 6, "orgs_per_reseller": 10, "agents_per_org": 10}
@@ -71,7 +72,7 @@ def floor_write(*, indexed: bool = True) -> float:
     vendor = connection.vendor
     with transaction.atomic(), connection.cursor() as cursor:
         if vendor == "postgresql":
-            for name, value in RollupBatch.SESSION_SETTINGS.items():
+            for name, value in WorkTables.SESSION_SETTINGS.items():
                 cursor.execute(f"SET LOCAL {name} = '{value}'")
         table = FLOOR_KEYS[vendor] if indexed else "{columns}"
         cursor.execute(f"CREATE TABLE rollup_floor ({table.format(columns=FLOOR_COLUMNS)})")

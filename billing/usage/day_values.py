@@ -121,9 +121,9 @@ def grouped_pass_sql(read: EventRead, by_aggregation: dict) -> tuple[str, list] 
         for name in picked
     )
     aggregates = ", ".join(f"{grouped[name]} AS {columns[name]}" for name in grouped)
+    value = f"CASE {cases}ELSE {columns[fallback]} END" if cases else columns[fallback]
     sql = (
-        f"SELECT tenant_id, meter_id, day, dimension, source, "
-        f"{f'CASE {cases}ELSE {columns[fallback]} END' if cases else columns[fallback]} AS value, n "
+        f"SELECT tenant_id, meter_id, day, dimension, source, {value} AS value, n "
         f"FROM (SELECT {read.keys_selected}, {aggregates}, COUNT(*) AS n "
         f"FROM {read.events}{read.joins} WHERE {read.condition}"
         + (f" AND e.meter_id NOT IN ({placeholders(others)})" if others else "")

@@ -85,9 +85,7 @@ def test_rollup_twice_gives_identical_rows(world, day1_day2):
     }
 
 
-def test_crash_mid_rollup_leaves_previous_rows_and_next_run_repairs(
-    world, day1_day2, monkeypatch
-):
+def test_crash_mid_rollup_leaves_previous_rows_and_next_run_repairs(world, day1_day2, monkeypatch):
     day1, day2 = day1_day2
     send(
         {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1},
