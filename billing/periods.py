@@ -66,3 +66,8 @@ def month_day_mask(month: date, start: date, end: date) -> int:
 def day_bit(day: date) -> int:
     """The day's bit in its month's mask (see month_day_mask)."""
     return 1 << (day.day - 1)
+
+
+def day_of_bit(month: date, bit: int) -> date:
+    """The day of `month` whose bit (one set bit) this is: day_bit's inverse."""
+    return month.replace(day=bit.bit_length())

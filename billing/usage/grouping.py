@@ -54,7 +54,7 @@ class Grouping:
         the tenant itself. Groups are keyed by id while summing (hashing a model
         instance costs more than the addition) and resolved by `resolve`."""
         i = bisect.bisect_right(self._lefts, lft) - 1
-        if i >= 0 and self.children[i].lft <= lft <= self.children[i].rght:
+        if i >= 0 and self.children[i].holds_position(self.tenant.tree_id, lft):
             return self.children[i].pk
         return self.tenant.pk
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.models import Tenant, subtrees_q
 from billing.models import DailyUsage, DistinctValue, RollupRun
-from billing.periods import month_day_mask, month_of
+from billing.periods import day_of_bit, month_day_mask, month_of
 from billing.usage.aggregations import ADDS, COUNTS_DISTINCT, RECOMPUTES_DAY, rule_of
 from billing.usage.day_values import member_values_sql
 from billing.usage.grouping import GROUP_BYS, Grouping, UsageFilters, UsageRow
@@ -281,7 +281,7 @@ def seen_pairs(query, meters, per_day: bool):
             continue
         while hits:
             bit = hits & -hits
-            yield tenant_id, child, meter_id, source, value, month.replace(day=bit.bit_length())
+            yield tenant_id, child, meter_id, source, value, day_of_bit(month, bit)
             hits ^= bit
     columns = ["member", "group", "meter_id", "source", "value", "day"]
     for row in query.tail_groups([m.pk for m in meters], columns):
