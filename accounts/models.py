@@ -15,7 +15,7 @@ from mptt.querysets import TreeQuerySet
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
 from accounts.signals import tenant_moved
-from accounts.text import text_problem
+from utilities.text import text_problem
 
 
 class TenantQuerySet(TreeQuerySet):

@@ -19,9 +19,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
-from accounts.text import text_problem
 from metering.models import Meter, UsageEvent
 from metering.signals import events_stored
+from utilities.text import text_problem
 
 MAX_BATCH = 10_000
 MAX_BODY_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE

@@ -9,7 +9,7 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import SimpleRateThrottle
 
 from accounts.models import ApiKey
-from usage_portal.api.client_address import client_address
+from utilities.client_address import client_address
 
 
 class PrincipalRateThrottle(SimpleRateThrottle):
