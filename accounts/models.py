@@ -364,5 +364,10 @@ class KeyPrincipal:
         self.scope_tenant = api_key.tenant
         self.pk = None
 
+    @property
+    def rate_identity(self) -> str:
+        """Whose budget the API throttles charge: the key's own, not a user's."""
+        return f"key-{self.api_key.pk}"
+
     def __str__(self) -> str:
         return f"API key {self.api_key.prefix}"
