@@ -267,7 +267,9 @@ class Stack:
 
 
 @dataclass
-class DailySeries:
+class UsageChart:
+    """The report chart: one meter's usage per day, stacked by child or dimension value."""
+
     meter: Meter
     days: list[date]
     stacks: list[Stack] = field(default_factory=list)
@@ -300,7 +302,7 @@ def daily_series(
     stack_by: str = "child",
     stacks: int = CHART_STACKS,
     ranking: UsageSummary | None = None,
-) -> DailySeries:
+) -> UsageChart:
     """The meter's daily usage, stacked by the largest children or dimension values.
 
     A bounded number of summaries: the daily total, the ranking (unless the
@@ -326,7 +328,7 @@ def daily_series(
         ),
         key=lambda r: -r.quantity,
     )
-    series = DailySeries(meter, days, stack_by=stack_by, stack_options=options)
+    series = UsageChart(meter, days, stack_by=stack_by, stack_options=options)
     for row in ranked[:stacks]:
         if stack_by == "child":
             daily = usage_summary(row.key, period.start, period.end, "day", filters)
@@ -373,7 +375,7 @@ class TenantReport:
     meters: list[Meter]
     focus: Meter | None
     top: list[Consumer]
-    series: DailySeries | None
+    series: UsageChart | None
     summary: UsageSummary  # this period by meter: its as-of time and last rollup
 
 

@@ -21,13 +21,13 @@ from reports.selectors import daily_series, in_catalog_order, margin_meter_rows,
 from reports.selectors import statements_page as select_statements_page
 from reports.tables import (
     ChildUsageTable,
-    DailySeriesTable,
     MarginCustomerTable,
     MarginTable,
     MeterTotalsTable,
     StatementLineTable,
     StatementTable,
     UsageAlertTable,
+    UsageChartTable,
     UsageEventTable,
     paginate,
 )
@@ -59,7 +59,7 @@ def report_tables(report, request) -> dict:
         "meters": MeterTotalsTable(report.cards),
     }
     if report.series:
-        tables["chart"] = DailySeriesTable(report.series)
+        tables["chart"] = UsageChartTable(report.series)
     RequestConfig(request, paginate=False).configure(tables["children"])
     return tables
 
