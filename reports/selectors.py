@@ -438,7 +438,7 @@ class StatementsPage:
     alerts: list
 
 
-def statements_page(tenant: Tenant, period: date) -> StatementsPage:
+def statements_overview(tenant: Tenant, period: date) -> StatementsPage:
     """Everything the statements page shows, read from billing's stored statements."""
     own = list(Statement.objects.filter(tenant=tenant).order_by("-period"))
     selected = next((s for s in own if s.period == period), None)
