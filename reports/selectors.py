@@ -36,7 +36,7 @@ def in_catalog_order(meters) -> list[Meter]:
     return sorted(meters, key=lambda m: (CATALOG_POSITION.get(m.code, len(CATALOG)), m.code))
 
 
-# --- Plan seam -------------------------------------------------------------
+# --- Plan allowances and charges, from billing -----------------------------
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,8 @@ class ChildUsage:
     tenant: Tenant
     quantities: dict[str, Decimal]
     own: bool = False  # the tenant's usage outside its children's subtrees
-    charges: Decimal | None = None  # seam: filled once statements exist
+    # Its statement total, for a period inside one month (`child_charges`); None without one.
+    charges: Decimal | None = None
 
     @property
     def name(self) -> str:
