@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.cache import cache
 
-from usage_portal.api.client_address import client_address
+from utilities.client_address import client_address
 
 
 def login_identity(username: str) -> str:

@@ -15,7 +15,7 @@ from mptt.querysets import TreeQuerySet
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
 from accounts.signals import tenant_moved
-from accounts.text import text_problem
+from utilities.text import text_problem
 
 
 class TenantQuerySet(TreeQuerySet):
@@ -371,6 +371,11 @@ class KeyPrincipal:
         self.api_key = api_key
         self.scope_tenant = api_key.tenant
         self.pk = None
+
+    @property
+    def rate_identity(self) -> str:
+        """Whose budget the API throttles charge: the key's own, not a user's."""
+        return f"key-{self.api_key.pk}"
 
     def __str__(self) -> str:
         return f"API key {self.api_key.prefix}"

@@ -3,7 +3,7 @@
 import django_filters
 
 from billing.models import Plan, Subscription
-from usage_portal.api.inputs import validate_supported_date
+from utilities.inputs import validate_supported_date
 
 
 class PlanFilterSet(django_filters.FilterSet):

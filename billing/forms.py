@@ -33,7 +33,7 @@ from billing.plan_rules import (
 from billing.plans import subscribe
 from billing.usage import GROUP_BYS, UsageFilters
 from metering.models import Meter, UsageEvent
-from usage_portal.api.inputs import validate_supported_date
+from utilities.inputs import validate_supported_date
 
 MAX_RANGE_DAYS = 400
 

@@ -7,7 +7,7 @@ from django.http import Http404
 
 from accounts.models import Tenant, subtrees_q
 from metering.models import Meter, UsageEvent
-from usage_portal.api.inputs import validate_supported_date
+from utilities.inputs import validate_supported_date
 
 
 class UsageEventFilterSet(django_filters.FilterSet):

@@ -9,7 +9,7 @@ decided here too.
 """
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
@@ -19,9 +19,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
-from accounts.text import text_problem
 from metering.models import Meter, UsageEvent
 from metering.signals import events_stored
+from utilities.text import text_problem
 
 MAX_BATCH = 10_000
 MAX_BODY_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
@@ -70,8 +70,6 @@ class BatchRejected(Exception):
 class IngestResult:
     accepted: int = 0
     duplicates: int = 0
-    # (tenant id, event id) of every stored event.
-    stored_keys: list[tuple[int, str]] = field(default_factory=list, repr=False)
 
 
 def ingest_events(events, *, principal, now: datetime | None = None) -> IngestResult:
@@ -448,9 +446,7 @@ def store_events(rows: list[UsageEvent]) -> IngestResult:
         for start in range(0, len(rows), INSERT_CHUNK):
             inserted.extend(insert_new_events(rows[start : start + INSERT_CHUNK]))
         announce_stored(rows, inserted)
-    return IngestResult(
-        accepted=len(inserted), duplicates=len(rows) - len(inserted), stored_keys=inserted
-    )
+    return IngestResult(accepted=len(inserted), duplicates=len(rows) - len(inserted))
 
 
 def enter_ingest_gate() -> None:

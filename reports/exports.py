@@ -1,6 +1,6 @@
 """CSV downloads of report tables: the table's own columns and cells, streamed."""
 
-from usage_portal.api.csv import streaming_csv
+from utilities.csv import streaming_csv
 
 
 def exported_columns(table) -> list:

@@ -36,7 +36,7 @@ def in_catalog_order(meters) -> list[Meter]:
     return sorted(meters, key=lambda m: (CATALOG_POSITION.get(m.code, len(CATALOG)), m.code))
 
 
-# --- Plan seam -------------------------------------------------------------
+# --- Plan allowances and charges, from billing -----------------------------
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,8 @@ class ChildUsage:
     tenant: Tenant
     quantities: dict[str, Decimal]
     own: bool = False  # the tenant's usage outside its children's subtrees
-    charges: Decimal | None = None  # seam: filled once statements exist
+    # Its statement total, for a period inside one month (`child_charges`); None without one.
+    charges: Decimal | None = None
 
     @property
     def name(self) -> str:
@@ -267,7 +268,9 @@ class Stack:
 
 
 @dataclass
-class DailySeries:
+class UsageChart:
+    """The report chart: one meter's usage per day, stacked by child or dimension value."""
+
     meter: Meter
     days: list[date]
     stacks: list[Stack] = field(default_factory=list)
@@ -300,7 +303,7 @@ def daily_series(
     stack_by: str = "child",
     stacks: int = CHART_STACKS,
     ranking: UsageSummary | None = None,
-) -> DailySeries:
+) -> UsageChart:
     """The meter's daily usage, stacked by the largest children or dimension values.
 
     A bounded number of summaries: the daily total, the ranking (unless the
@@ -326,7 +329,7 @@ def daily_series(
         ),
         key=lambda r: -r.quantity,
     )
-    series = DailySeries(meter, days, stack_by=stack_by, stack_options=options)
+    series = UsageChart(meter, days, stack_by=stack_by, stack_options=options)
     for row in ranked[:stacks]:
         if stack_by == "child":
             daily = usage_summary(row.key, period.start, period.end, "day", filters)
@@ -373,7 +376,7 @@ class TenantReport:
     meters: list[Meter]
     focus: Meter | None
     top: list[Consumer]
-    series: DailySeries | None
+    series: UsageChart | None
     summary: UsageSummary  # this period by meter: its as-of time and last rollup
 
 
@@ -436,7 +439,7 @@ class StatementsPage:
     alerts: list
 
 
-def statements_page(tenant: Tenant, period: date) -> StatementsPage:
+def statements_overview(tenant: Tenant, period: date) -> StatementsPage:
     """Everything the statements page shows, read from billing's stored statements."""
     own = list(Statement.objects.filter(tenant=tenant).order_by("-period"))
     selected = next((s for s in own if s.period == period), None)

@@ -101,7 +101,7 @@ class MeterTotalsTable(tables.Table):
         orderable = False
 
 
-class DailySeriesTable(tables.Table):
+class UsageChartTable(tables.Table):
     """The chart's numbers: one row per day, one column per stack, and the total."""
 
     day = tables.DateColumn(format="Y-m-d")

@@ -17,17 +17,22 @@ from metering.filtersets import UsageEventFilterSet
 from metering.models import Meter, UsageEvent
 from reports.exports import queryset_table_csv, table_csv
 from reports.forms import CATEGORIES, ReportQueryForm
-from reports.selectors import daily_series, in_catalog_order, margin_meter_rows, tenant_report
-from reports.selectors import statements_page as select_statements_page
+from reports.selectors import (
+    daily_series,
+    in_catalog_order,
+    margin_meter_rows,
+    statements_overview,
+    tenant_report,
+)
 from reports.tables import (
     ChildUsageTable,
-    DailySeriesTable,
     MarginCustomerTable,
     MarginTable,
     MeterTotalsTable,
     StatementLineTable,
     StatementTable,
     UsageAlertTable,
+    UsageChartTable,
     UsageEventTable,
     paginate,
 )
@@ -59,7 +64,7 @@ def report_tables(report, request) -> dict:
         "meters": MeterTotalsTable(report.cards),
     }
     if report.series:
-        tables["chart"] = DailySeriesTable(report.series)
+        tables["chart"] = UsageChartTable(report.series)
     RequestConfig(request, paginate=False).configure(tables["children"])
     return tables
 
@@ -233,7 +238,7 @@ def statements_page(request, slug):
     period = statement_period(request)
     if period is None:
         return bad_period()
-    page = select_statements_page(tenant, period)
+    page = statements_overview(tenant, period)
     tables = statement_tables(page)
     for table in tables.values():
         RequestConfig(request, paginate=False).configure(table)
@@ -256,7 +261,7 @@ def statements_csv(request, slug):
     if period is None:
         return bad_period()
     name = request.GET.get("table", "statements")
-    table = statement_tables(select_statements_page(tenant, period)).get(name)
+    table = statement_tables(statements_overview(tenant, period)).get(name)
     if table is None:
         raise Http404("No such table.")
     RequestConfig(request, paginate=False).configure(table)

@@ -1,4 +1,4 @@
-"""Text from the request line and from page forms, held to `usage_portal.api.inputs`.
+"""Text from the request line and from page forms, held to `utilities.inputs`.
 
 Query parameters reach filtersets, forms and hand-written lookups alike; checked
 here once, a NUL (which PostgreSQL refuses) or a control character is a 400
@@ -9,9 +9,9 @@ answer for JSON.
 
 from django.http import HttpResponseBadRequest, HttpResponseNotFound, JsonResponse
 
-from accounts.text import text_problem
-from usage_portal.api.inputs import querydict_problem
 from usage_portal.views import is_api_request
+from utilities.inputs import querydict_problem
+from utilities.text import text_problem
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # Headers whose values are looked up in the database (API keys, tokens).

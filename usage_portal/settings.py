@@ -195,7 +195,7 @@ def trusted_proxies(value: str) -> list[str]:
 
 
 # The client address (sign-in guard, throttling) is REMOTE_ADDR unless that is one of
-# these proxies; see usage_portal.api.client_address.
+# these proxies; see utilities.client_address.
 USAGE_TRUSTED_PROXIES = trusted_proxies(os.environ.get("USAGE_TRUSTED_PROXIES", ""))
 
 # Everything the pages load is our own: no inline scripts, no third-party origins.
@@ -239,27 +239,27 @@ REST_FRAMEWORK = {
         "rest_framework.permissions.IsAuthenticated",
         "accounts.permissions.ApiKeyScope",
     ],
-    "DEFAULT_PAGINATION_CLASS": "usage_portal.api.pagination.PagePagination",
+    "DEFAULT_PAGINATION_CLASS": "utilities.api.pagination.PagePagination",
     "PAGE_SIZE": 100,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "usage_portal.api.throttling.IngestThrottle",
-        "usage_portal.api.throttling.ReadThrottle",
+        "utilities.api.throttling.IngestThrottle",
+        "utilities.api.throttling.ReadThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "ingest": os.environ.get("USAGE_THROTTLE_INGEST", "1200/min"),
         "read": os.environ.get("USAGE_THROTTLE_READ", "1200/min"),
     },
-    "EXCEPTION_HANDLER": "usage_portal.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "utilities.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": [
-        "usage_portal.api.parsers.StrictJSONParser",
-        "usage_portal.api.parsers.StrictFormParser",
-        "usage_portal.api.parsers.StrictMultiPartParser",
+        "utilities.api.parsers.StrictJSONParser",
+        "utilities.api.parsers.StrictFormParser",
+        "utilities.api.parsers.StrictMultiPartParser",
     ],
     # Non-ASCII text goes out as \u escapes, so a lone surrogate in stored JSON
     # (SQLite keeps the escape as text) still renders as valid JSON, not a 500.

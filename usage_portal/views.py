@@ -4,7 +4,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views import defaults
 
-from usage_portal.api.errors import json_not_found, json_server_error
+from utilities.api.errors import json_not_found, json_server_error
 
 
 def is_api_request(request) -> bool:

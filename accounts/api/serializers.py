@@ -1,9 +1,10 @@
 from rest_framework import serializers
 
 from accounts.models import Tenant
+from utilities.api.serializers import FrozenFieldsMixin
 
 
-class TenantSerializer(serializers.ModelSerializer):
+class TenantSerializer(FrozenFieldsMixin, serializers.ModelSerializer):
     """A tenant as integrations see it; `parent` is the parent's slug."""
 
     parent = serializers.SlugRelatedField(
@@ -12,6 +13,9 @@ class TenantSerializer(serializers.ModelSerializer):
         allow_null=True,
         required=False,
     )
+
+    frozen_fields = ("slug", "kind")
+    frozen_message = "The {field} cannot be changed once the tenant exists."
 
     class Meta:
         model = Tenant
@@ -29,16 +33,3 @@ class TenantSerializer(serializers.ModelSerializer):
         if request is not None:
             # A parent outside the caller's view reads as "does not exist".
             self.fields["parent"].queryset = Tenant.objects.visible_to(request.user)
-
-    def validate(self, attrs):
-        if self.instance is not None:
-            frozen = {
-                field: "cannot be changed once the tenant exists."
-                for field in ("slug", "kind")
-                if field in attrs and attrs[field] != getattr(self.instance, field)
-            }
-            if frozen:
-                raise serializers.ValidationError(
-                    {field: f"The {field} {reason}" for field, reason in frozen.items()}
-                )
-        return attrs

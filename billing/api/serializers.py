@@ -18,6 +18,7 @@ from billing.models import (
 )
 from billing.plan_rules import clean_plan_item, duplicate_meter_errors, plan_errors
 from metering.models import Meter
+from utilities.api.serializers import FrozenFieldsMixin
 
 DECIMAL = {"max_digits": 20, "decimal_places": 6, "coerce_to_string": True}
 
@@ -55,7 +56,7 @@ class PlanItemSerializer(serializers.ModelSerializer):
         return {**attrs, **cleaned}
 
 
-class PlanSerializer(serializers.ModelSerializer):
+class PlanSerializer(FrozenFieldsMixin, serializers.ModelSerializer):
     owner = serializers.SlugRelatedField(
         slug_field="slug", queryset=Tenant.objects.none(), allow_null=True, required=False
     )
@@ -63,6 +64,9 @@ class PlanSerializer(serializers.ModelSerializer):
         slug_field="slug", queryset=Tenant.objects.none(), allow_null=True, required=False
     )
     items = PlanItemSerializer(many=True, required=False)
+
+    frozen_fields = ("code", "owner")
+    frozen_message = "cannot be changed once the plan exists."
 
     class Meta:
         model = Plan
@@ -90,14 +94,7 @@ class PlanSerializer(serializers.ModelSerializer):
             self.fields["customer"].queryset = visible
 
     def validate(self, attrs):
-        if self.instance is not None:
-            frozen = [
-                f for f in ("code", "owner") if f in attrs and attrs[f] != getattr(self.instance, f)
-            ]
-            if frozen:
-                raise serializers.ValidationError(
-                    {f: "cannot be changed once the plan exists." for f in frozen}
-                )
+        attrs = super().validate(attrs)
 
         def current(name, default=None):
             return attrs.get(name, getattr(self.instance, name, default))
@@ -119,9 +116,12 @@ class PlanSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class SubscriptionSerializer(serializers.ModelSerializer):
+class SubscriptionSerializer(FrozenFieldsMixin, serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(slug_field="slug", queryset=Tenant.objects.none())
     plan = serializers.SlugRelatedField(slug_field="code", queryset=Plan.objects.none())
+
+    frozen_fields = ("tenant", "plan", "starts_on")
+    frozen_message = "cannot be changed; end this subscription and start another."
 
     class Meta:
         model = Subscription
@@ -134,22 +134,6 @@ class SubscriptionSerializer(serializers.ModelSerializer):
         if request is not None:
             self.fields["tenant"].queryset = Tenant.objects.visible_to(request.user)
             self.fields["plan"].queryset = Plan.objects.visible_to(request.user)
-
-    def validate(self, attrs):
-        if self.instance is not None:
-            frozen = [
-                f
-                for f in ("tenant", "plan", "starts_on")
-                if f in attrs and attrs[f] != getattr(self.instance, f)
-            ]
-            if frozen:
-                raise serializers.ValidationError(
-                    {
-                        f: "cannot be changed; end this subscription and start another."
-                        for f in frozen
-                    }
-                )
-        return attrs
 
 
 class StatementLineSerializer(serializers.ModelSerializer):

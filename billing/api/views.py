@@ -36,7 +36,7 @@ from billing.selectors import can_sell
 from billing.usage import usage_summary
 from metering.api.views import ERROR_BODY
 from metering.models import Meter
-from usage_portal.api.csv import CSVRenderer, streaming_csv
+from utilities.csv import CSVRenderer, streaming_csv
 
 USAGE_COLUMNS = ["meter", "category", "unit", "quantity", "event_count"]
 

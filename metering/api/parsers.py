@@ -2,7 +2,7 @@
 
 from decimal import Decimal
 
-from usage_portal.api.parsers import MAX_JSON_EXPONENT, StrictJSONParser
+from utilities.api.parsers import MAX_JSON_EXPONENT, StrictJSONParser
 
 
 def bounded_decimal(text: str) -> Decimal:

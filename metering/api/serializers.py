@@ -42,9 +42,3 @@ RECORD_CSV_COLUMNS = [
     ("dimension", "dimension"),
     ("attributes", "attributes"),
 ]
-
-
-class EventBatchSerializer(serializers.Serializer):
-    """Schema only: the body is one event or {"events": [...]}; ingestion validates it."""
-
-    events = serializers.ListField(child=serializers.DictField(), max_length=10_000)

@@ -20,8 +20,8 @@ from metering.api.serializers import (
 from metering.filtersets import UsageEventFilterSet
 from metering.ingestion import BatchRejected, EventError, ingest_events
 from metering.models import Meter, UsageEvent
-from usage_portal.api.csv import CSVRenderer, streaming_csv
-from usage_portal.api.pagination import CheckedCursorPagination
+from utilities.api.pagination import CheckedCursorPagination
+from utilities.csv import CSVRenderer, streaming_csv
 
 
 # Platform reference data, the same for every caller: not tenant-owned, so not on

@@ -136,12 +136,10 @@ def test_patch_replaces_items_by_meter_and_keeps_the_rest(api, users):
     assert response.status_code == 200, response.content
     assert PlanItem.objects.get(meter__code="call_minutes").pk == original.pk
     assert PlanItem.objects.count() == 2
-    assert (
-        client.patch("/api/v1/plans/a-basic/", {"code": "other"}, format="json").status_code == 400
-    )
-    assert (
-        client.patch("/api/v1/plans/a-basic/", {"owner": "org-a"}, format="json").status_code == 400
-    )
+    for field, value in (("code", "other"), ("owner", "org-a")):
+        response = client.patch("/api/v1/plans/a-basic/", {field: value}, format="json")
+        assert response.status_code == 400
+        assert messages(response) == {(field, "cannot be changed once the plan exists.")}
 
 
 def test_subscription_is_one_at_a_time_and_a_change_ends_the_previous(api, users, world):
@@ -172,6 +170,25 @@ def test_subscription_is_one_at_a_time_and_a_change_ends_the_previous(api, users
     )
     assert response.status_code == 400
     assert any(f == "starts_on" and "one active subscription" in m for f, m in messages(response))
+
+
+def test_a_subscription_patch_only_sets_its_end(api, users):
+    client = api(users["manager_a"])
+    client.post("/api/v1/plans/", plan_body(), format="json")
+    client.post("/api/v1/plans/", plan_body(code="a-pro"), format="json")
+    created = client.post(
+        "/api/v1/subscriptions/",
+        {"tenant": "org-a", "plan": "a-basic", "starts_on": "2026-10-01"},
+        format="json",
+    )
+    url = f"/api/v1/subscriptions/{created.json()['id']}/"
+    response = client.patch(url, {"plan": "a-pro", "starts_on": "2026-10-02"}, format="json")
+    assert response.status_code == 400
+    reason = "cannot be changed; end this subscription and start another."
+    assert messages(response) == {("plan", reason), ("starts_on", reason)}
+    response = client.patch(url, {"ends_on": "2026-10-31"}, format="json")
+    assert response.status_code == 200, response.content
+    assert Subscription.objects.get().ends_on == date(2026, 10, 31)
 
 
 def test_database_refuses_overlapping_subscriptions(world, users):

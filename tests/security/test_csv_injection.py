@@ -15,7 +15,7 @@ from billing.periods import month_of
 from metering.ingestion import ingest_events
 from metering.models import Meter
 from tests.factories import make_tenant
-from usage_portal.api.csv import csv_cell
+from utilities.csv import csv_cell
 
 FORMULA = '=HYPERLINK("x")'
 SUM = "-2+3"

@@ -9,8 +9,8 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from accounts.login_guard import login_identity
 from tests.factories import PASSWORD
-from usage_portal.api.client_address import client_address
 from usage_portal.settings import trusted_proxies
+from utilities.client_address import client_address
 
 FULLWIDTH_ALICE = "\uff41lice"  # ａlice: Django signs it in as alice
 

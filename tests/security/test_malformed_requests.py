@@ -12,12 +12,12 @@ from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
 from accounts.models import PlatformPrincipal, Tenant
-from accounts.text import text_problem
 from billing.models import Plan, Subscription
 from metering.ingestion import ingest_events
 from metering.models import UsageEvent
 from tests.factories import PASSWORD
-from usage_portal.api.pagination import CheckedCursorPagination
+from utilities.api.pagination import CheckedCursorPagination
+from utilities.text import text_problem
 
 DEEP = "[" * 100_000
 JSON_POSTS = [

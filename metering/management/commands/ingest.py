@@ -13,7 +13,7 @@ from tqdm import tqdm
 from accounts.models import PlatformPrincipal
 from metering.api.parsers import bounded_decimal
 from metering.ingestion import count_stored, store_events, validate_events
-from usage_portal.api.inputs import load_json_text
+from utilities.inputs import load_json_text
 
 EVENT_COLUMNS = ("event_id", "tenant", "meter", "quantity", "timestamp", "source")
 MAX_REPORTED = 50

@@ -8,8 +8,8 @@ from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.response import Response
 
-from accounts.text import text_problem
-from usage_portal.api.inputs import SUPPORTED_DATES
+from utilities.inputs import SUPPORTED_DATES
+from utilities.text import text_problem
 
 
 class PagePagination(PageNumberPagination):

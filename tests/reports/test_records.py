@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from accounts.models import PlatformPrincipal
 from metering.ingestion import ingest_events
-from tests.portal.tables import html_table
+from tests.reports.tables import html_table
 
 
 def csv_rows(response):

@@ -2,7 +2,7 @@
 
 One rule for every entry point (API parsers, the request middleware, forms,
 filtersets, the `ingest` command): text holds no control characters and no
-unpaired surrogates (`accounts.text`, the rule models share), JSON is nested at
+unpaired surrogates (`utilities.text`, the rule models share), JSON is nested at
 most `MAX_JSON_DEPTH` levels, dates lie in `SUPPORTED_DATES`. PostgreSQL refuses
 NUL in text, no UTF-8 encoder accepts a lone surrogate, and date arithmetic
 overflows at years 1 and 9999: checked here, each is a 400 naming the field
@@ -14,7 +14,7 @@ from datetime import date, datetime
 
 from django.core.exceptions import ValidationError
 
-from accounts.text import text_problem
+from utilities.text import text_problem
 
 # Field names whose values are multi-line text wherever they appear (JSON key or
 # form field, admin inline prefixes like `items-0-tiers` included): descriptions,

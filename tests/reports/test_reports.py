@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.factories import make_tenant
-from tests.portal.tables import html_table
+from tests.reports.tables import html_table
 
 COMMS = {"category": "communications"}
 

@@ -1,7 +1,7 @@
 """Request body parsers for every API endpoint (settings `DEFAULT_PARSER_CLASSES`).
 
 Each reads a bounded body and holds what it parsed to the rules of
-`usage_portal.api.inputs` before a view sees it: a JSON body nested too deep, a
+`utilities.inputs` before a view sees it: a JSON body nested too deep, a
 number out of range, or a string with a control character or an unpaired
 surrogate is a 400 naming the field, whatever the endpoint does next.
 """
@@ -16,7 +16,7 @@ from rest_framework import exceptions, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser, get_encoding
 from rest_framework.settings import api_settings
 
-from usage_portal.api.inputs import MAX_JSON_DEPTH, data_problem, querydict_problem
+from utilities.inputs import MAX_JSON_DEPTH, data_problem, querydict_problem
 
 # Beyond a 64-bit integer or a double's exponent, a JSON number is out of range:
 # databases and Decimal arithmetic overflow on it.

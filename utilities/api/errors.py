@@ -10,7 +10,7 @@ from rest_framework import exceptions, status
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from usage_portal.api.parsers import PayloadTooLarge
+from utilities.api.parsers import PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 NON_FIELD_KEYS = {api_settings.NON_FIELD_ERRORS_KEY, "__all__"}

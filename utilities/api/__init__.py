@@ -1,0 +1,1 @@
+"""What every API endpoint shares: parsers, the error shape, pagination, throttles."""
