@@ -19,9 +19,9 @@ from decimal import Decimal, InvalidOperation
 from django.core.exceptions import ValidationError
 
 from accounts.models import Tenant
-from accounts.text import text_problem
 from billing.choices import ChargeModel, OveragePolicy
 from billing.money import validate_amount_for
+from utilities.text import text_problem
 
 MAX_THRESHOLD = 1000
 # Who sells plans: the platform (no owner), partners and resellers. Organizations and

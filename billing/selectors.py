@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from accounts.models import Tenant
 from accounts.services import user_can_manage
-from billing.models import Plan, Statement, Subscription
+from billing.models import Plan, PlanItem, Statement, Subscription
 from billing.money import ZERO
 from billing.periods import month_end
 from billing.usage import UsageFilters, usage_summary
@@ -56,10 +56,7 @@ def usage_by_item(tenant: Tenant, start: date, end: date, items) -> dict[int, De
     """Each plan item's usage over the days, by item id: its meter's; for an item of
     one dimension value, that value's; for the rest item of a meter priced per
     value, every value no other item names (events without the attribute too)."""
-    named: dict[int, list[str]] = defaultdict(list)
-    for item in items:
-        if item.dimension is not None:
-            named[item.meter_id].append(item.dimension)
+    named = listed_dimensions(items)
     whole = [item.meter.code for item in items if item.meter_id not in named]
     by_meter = usage_by_meter(tenant, start, end, whole) if whole else {}
     by_dimension = {}
@@ -76,6 +73,20 @@ def usage_by_item(tenant: Tenant, start: date, end: date, items) -> dict[int, De
         else:
             used[item.pk] = usage_of_the_rest(tenant, start, end, item.meter, named[item.meter_id])
     return used
+
+
+def listed_dimensions(items) -> dict[int, list[str]]:
+    """Meter id -> the dimension values its items name in these items' plans (the
+    rest item of a meter prices every other value)."""
+    named: dict[int, list[str]] = defaultdict(list)
+    listed = PlanItem.objects.filter(
+        plan_id__in={item.plan_id for item in items},
+        meter_id__in={item.meter_id for item in items},
+        dimension__isnull=False,
+    )
+    for meter_id, dimension in listed.values_list("meter_id", "dimension").distinct():
+        named[meter_id].append(dimension)
+    return named
 
 
 def usage_of_the_rest(tenant, start, end, meter, listed: list[str]) -> Decimal:
