@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from billing.forms import UsageQueryForm
 from metering.models import Meter
-from reports.periods import CUSTOM, PRESETS, THIS_MONTH, Period, preset_period
+from reports.date_ranges import CUSTOM, PRESETS, THIS_MONTH, DateRange, preset_range
 from reports.selectors import STACK_BY, in_catalog_order
 
 CATEGORIES = Meter.Category.choices
@@ -52,15 +52,15 @@ class ReportQueryForm(UsageQueryForm):
         cleaned = super().clean()
         preset = cleaned.get("period") or THIS_MONTH
         if preset != CUSTOM and not self.errors:
-            dates = preset_period(preset, timezone.now().date())
+            dates = preset_range(preset, timezone.now().date())
             cleaned["start"], cleaned["end"] = dates.start, dates.end
         cleaned["period"] = preset
         cleaned["stack"] = cleaned.get("stack") or "child"
         return cleaned
 
     @property
-    def report_period(self) -> Period:
-        return Period(self.cleaned_data["start"], self.cleaned_data["end"])
+    def report_period(self) -> DateRange:
+        return DateRange(self.cleaned_data["start"], self.cleaned_data["end"])
 
     @property
     def category(self) -> str:

@@ -20,7 +20,7 @@ from billing.selectors import statement_totals, subscription_covering, usage_by_
 from billing.usage import UsageFilters, UsageSummary, usage_summary
 from metering.catalog import CATALOG
 from metering.models import Meter
-from reports.periods import Period
+from reports.date_ranges import DateRange
 
 TOP_CONSUMERS = 10
 CHART_STACKS = 5
@@ -52,7 +52,7 @@ class PlanAllowance:
     counted: Decimal | None = None
 
 
-def billing_month(period: Period) -> date | None:
+def billing_month(period: DateRange) -> date | None:
     """Plans allow and statements charge per calendar month: a period inside one
     month is compared with them; a period across months is not (no bar, no charges)."""
     if month_of(period.start) != month_of(period.end):
@@ -61,7 +61,7 @@ def billing_month(period: Period) -> date | None:
 
 
 def plan_allowances(
-    tenant: Tenant, period: Period, filters: UsageFilters | None = None
+    tenant: Tenant, period: DateRange, filters: UsageFilters | None = None
 ) -> dict[str, PlanAllowance]:
     """Plan allowance per meter code for the tenant's own subscription in the period."""
     if billing_month(period) is None:
@@ -87,7 +87,7 @@ def plan_allowances(
     }
 
 
-def child_charges(tenant: Tenant, period: Period) -> dict[int, Decimal]:
+def child_charges(tenant: Tenant, period: DateRange) -> dict[int, Decimal]:
     """What each child is billed for the month (its statement total: a customer's
     retail charges, or a reseller's wholesale bill on a partner's page)."""
     month = billing_month(period)
@@ -297,7 +297,7 @@ def stack_options(tenant: Tenant, meter: Meter) -> tuple[str, ...]:
 
 def daily_series(
     tenant: Tenant,
-    period: Period,
+    period: DateRange,
     filters: UsageFilters,
     meter: Meter,
     stack_by: str = "child",
@@ -369,8 +369,8 @@ def daily_values(summary: UsageSummary, days: list[date]) -> list[Decimal]:
 @dataclass
 class TenantReport:
     tenant: Tenant
-    period: Period
-    previous_period: Period
+    period: DateRange
+    previous_period: DateRange
     cards: list[MeterCard]
     children: list[ChildUsage]
     meters: list[Meter]
@@ -381,7 +381,7 @@ class TenantReport:
 
 
 def tenant_report(
-    tenant: Tenant, period: Period, filters: UsageFilters, stack_by: str = "child"
+    tenant: Tenant, period: DateRange, filters: UsageFilters, stack_by: str = "child"
 ) -> TenantReport:
     """Everything the report page shows for one tenant, period and filter set."""
     current = usage_summary(tenant, period.start, period.end, "meter", filters)

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import PlatformPrincipal, Tenant
 from metering.ingestion import ingest_events
-from reports.periods import THIS_MONTH, preset_period
+from reports.date_ranges import THIS_MONTH, preset_range
 from tests.factories import PASSWORD, make_tenant, make_user
 
 
@@ -131,7 +131,7 @@ def report_usage(world):
     today = timezone.now().date()
     now = datetime.combine(today, time(0, 0, 1), tzinfo=UTC)
     before = datetime.combine(
-        preset_period(THIS_MONTH, today).start - timedelta(days=1), time(12), tzinfo=UTC
+        preset_range(THIS_MONTH, today).start - timedelta(days=1), time(12), tzinfo=UTC
     )
     rows = [
         ("agent-a", "call_minutes", "12.5", now, {"direction": "inbound"}),

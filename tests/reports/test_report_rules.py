@@ -7,24 +7,24 @@ from django.template.loader import render_to_string
 
 from accounts.models import Tenant
 from metering.models import Meter
-from reports.periods import LAST_30_DAYS, LAST_MONTH, THIS_MONTH, Period, preset_period
+from reports.date_ranges import LAST_30_DAYS, LAST_MONTH, THIS_MONTH, DateRange, preset_range
 from reports.selectors import ChildUsage, MeterCard, PlanAllowance, plan_bar, top_consumers
 from reports.tables import ChildUsageTable
 
 
 def test_presets_are_utc_days_ending_today():
     today = date(2026, 3, 15)
-    assert preset_period(THIS_MONTH, today) == Period(date(2026, 3, 1), today)
-    assert preset_period(LAST_MONTH, today) == Period(date(2026, 2, 1), date(2026, 2, 28))
-    assert preset_period(LAST_30_DAYS, today) == Period(date(2026, 2, 14), today)
-    assert preset_period(LAST_MONTH, date(2026, 1, 3)) == Period(
+    assert preset_range(THIS_MONTH, today) == DateRange(date(2026, 3, 1), today)
+    assert preset_range(LAST_MONTH, today) == DateRange(date(2026, 2, 1), date(2026, 2, 28))
+    assert preset_range(LAST_30_DAYS, today) == DateRange(date(2026, 2, 14), today)
+    assert preset_range(LAST_MONTH, date(2026, 1, 3)) == DateRange(
         date(2025, 12, 1), date(2025, 12, 31)
     )
 
 
 def test_previous_period_has_equal_length_and_ends_the_day_before():
-    period = Period(date(2026, 3, 1), date(2026, 3, 15))
-    assert period.previous() == Period(date(2026, 2, 14), date(2026, 2, 28))
+    period = DateRange(date(2026, 3, 1), date(2026, 3, 15))
+    assert period.previous() == DateRange(date(2026, 2, 14), date(2026, 2, 28))
     assert period.previous().days == period.days == 15
 
 

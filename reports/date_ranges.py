@@ -1,6 +1,8 @@
-"""Report periods: the presets a finance user picks from, in UTC days.
+"""Report date ranges: the presets a finance user picks from ("period" on the
+page), in UTC days. Billing's period is a calendar month (billing.periods);
+a report's is any range of days.
 
-Every period is a pair of inclusive UTC dates, the same convention as
+Every range is a pair of inclusive UTC dates, the same convention as
 `usage_summary` and the usage API, so a page and an API call over the same
 dates show the same numbers.
 """
@@ -24,7 +26,7 @@ PRESETS = [
 
 
 @dataclass(frozen=True)
-class Period:
+class DateRange:
     start: date
     end: date
 
@@ -32,17 +34,17 @@ class Period:
     def days(self) -> int:
         return (self.end - self.start).days + 1
 
-    def previous(self) -> "Period":
+    def previous(self) -> "DateRange":
         """The period of equal length that ends the day before this one starts."""
         end = self.start - timedelta(days=1)
-        return Period(end - timedelta(days=self.days - 1), end)
+        return DateRange(end - timedelta(days=self.days - 1), end)
 
 
-def preset_period(preset: str, today: date) -> Period:
+def preset_range(preset: str, today: date) -> DateRange:
     """The dates of a preset as of `today` (a UTC date); this month runs to today."""
     if preset == LAST_MONTH:
         last_month = previous_month(today)
-        return Period(last_month, month_end(last_month))
+        return DateRange(last_month, month_end(last_month))
     if preset == LAST_30_DAYS:
-        return Period(today - timedelta(days=29), today)
-    return Period(month_of(today), today)
+        return DateRange(today - timedelta(days=29), today)
+    return DateRange(month_of(today), today)
