@@ -1,6 +1,9 @@
 """Plans priced per dimension value, by charge model and with a minimum commitment,
 through real usage: statements, entitlements, alerts and the API, computed by hand."""
 
+import csv
+import io
+import json
 from datetime import UTC, datetime, time
 from decimal import Decimal as D
 
@@ -289,3 +292,35 @@ def test_the_api_round_trips_every_charge_model_and_the_statement_shows_them(
     assert [t["units"] for t in lines[None]["tiers"]] == ["5", "2"]
     assert (statement["minimum_commitment"], statement["true_up"]) == ("100.000", "73.800")
     assert statement["total"] == "100.000"
+
+
+def test_the_statements_page_and_csv_show_the_tiers_applied(
+    world, users, login, api, processing_plan, last_month
+):
+    processing_plan.minimum_commitment = D("100")
+    processing_plan.save()
+    subscribe(tenant=world.org_a, plan=processing_plan, starts_on=last_month)
+    send(
+        processing("agent-a", "50", "ocr", at(last_month, 3)),
+        processing("agent-a", "35", None, at(last_month, 3)),
+    )
+    refresh_statement(world.org_a, last_month)
+    client = login(users["manager_a"])
+    month = f"{last_month:%Y-%m}"
+    page = client.get(f"/reports/t/org-a/statements/?period={month}").content.decode()
+    assert "10–∞: 50 × 0.5 + 20.00 flat = 45.00" in page
+    assert "Minimum commitment" in page and "True-up" in page
+    response = client.get(f"/reports/t/org-a/statements/csv/?table=lines&period={month}")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    by_dimension = {row["Dimension"]: row for row in rows}
+    assert set(by_dimension) == {"ocr", "transcription", ""}
+    assert by_dimension["ocr"]["Charge model"] == "volume"
+    api_lines = (
+        api(users["manager_a"])
+        .get(f"/api/v1/statements/?tenant=org-a&period={month}")
+        .json()["results"][0]["lines"]
+    )
+    api_ocr = next(line for line in api_lines if line["dimension"] == "ocr")
+    # The CSV carries the tiers exactly as the API does.
+    assert json.loads(by_dimension["ocr"]["Tiers applied"]) == api_ocr["tiers"]
+    assert by_dimension[""]["Charge model"] == "package"
