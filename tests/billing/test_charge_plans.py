@@ -324,3 +324,26 @@ def test_the_statements_page_and_csv_show_the_tiers_applied(
     # The CSV carries the tiers exactly as the API does.
     assert json.loads(by_dimension["ocr"]["Tiers applied"]) == api_ocr["tiers"]
     assert by_dimension[""]["Charge model"] == "package"
+
+
+def test_the_report_card_shows_one_plan_bar_per_item(world, users, login):
+    plan = Plan.objects.create(code="a-bars", name="Bars", owner=world.reseller_a)
+    units = meter("processing_units")
+    PlanItem.objects.create(
+        plan=plan, meter=units, dimension="ocr", included_quantity=D("10"), unit_price=D("1"),
+        thresholds=[100],
+    )  # fmt: skip
+    PlanItem.objects.create(plan=plan, meter=units, included_quantity=D("100"), unit_price=D("1"))
+    today = timezone.now().date()
+    subscribe(tenant=world.org_a, plan=plan, starts_on=month_of(today))
+    now = timezone.now()
+    send(processing("agent-a", "12", "ocr", now), processing("agent-a", "30", "other", now))
+    page = login(users["manager_a"]).get("/reports/t/org-a/?category=processing").content
+    html = page.decode()
+    card = html[html.index('data-meter="processing_units"') :]
+    card = card[: card.index("</article>")]
+    # ocr: 12 of 10 included, over; the rest: 30 of 100, under.
+    assert card.count('class="plan-bar') == 2
+    assert 'ocr: <span class="num">12</span>' in card
+    assert 'Other values: <span class="num">30</span>' in card
+    assert 'class="plan-bar over"' in card and 'class="plan-bar ok"' in card
