@@ -17,6 +17,7 @@ from billing.plans import subscribe
 from billing.statements import refresh_statement
 from metering.models import Meter
 from tests.billing.conftest import rollup, send
+from tests.factories import make_tenant
 
 
 def meter(code):
@@ -347,3 +348,45 @@ def test_the_report_card_shows_one_plan_bar_per_item(world, users, login):
     assert 'ocr: <span class="num">12</span>' in card
     assert 'Other values: <span class="num">30</span>' in card
     assert 'class="plan-bar over"' in card and 'class="plan-bar ok"' in card
+
+
+def test_margin_of_one_event_stream_under_different_models(world, users, api, last_month):
+    org_c = make_tenant("organization", world.reseller_a, slug="org-c")
+    agent_c = make_tenant("agent", org_c, slug="agent-c")
+    units = meter("processing_units")
+    wholesale = Plan.objects.create(
+        code="p-wholesale", name="Wholesale", owner=world.partner, customer=world.reseller_a
+    )
+    PlanItem.objects.create(
+        plan=wholesale, meter=units, dimension="ocr", charge_model="volume", unit_price=None,
+        tiers=[{"up_to": "100", "unit_price": "0.2"}, {"up_to": None, "unit_price": "0.1"}],
+    )  # fmt: skip
+    PlanItem.objects.create(
+        plan=wholesale, meter=units, charge_model="package", package_size=10, unit_price=D("1")
+    )
+    retail = Plan.objects.create(code="a-retail", name="Retail", owner=world.reseller_a)
+    PlanItem.objects.create(plan=retail, meter=units, unit_price=D("0.5"))
+    subscribe(tenant=world.reseller_a, plan=wholesale, starts_on=last_month)
+    for org in (world.org_a, org_c):
+        subscribe(tenant=org, plan=retail, starts_on=last_month)
+    send(
+        processing("agent-a", "60", "ocr", at(last_month, 2)),
+        processing("agent-a", "15", "summary", at(last_month, 2)),
+        processing(agent_c.slug, "90", "ocr", at(last_month, 2)),
+        processing(agent_c.slug, "5", None, at(last_month, 2)),
+    )
+    for tenant in (world.reseller_a, world.org_a, org_c):
+        refresh_statement(tenant, last_month)
+    body = (
+        api(users["manager_a"])
+        .get(f"/api/v1/margin/?tenant=reseller-a&period={last_month:%Y-%m}")
+        .json()
+    )
+    # Wholesale: ocr 150 in the open volume tier, 15.00; the rest, 20 in 2 packages, 2.00.
+    # Retail: 75 and 95 units at 0.5.
+    assert (body["retail"], body["wholesale"], body["margin"]) == ("85.000", "17.000", "68.000")
+    customers = {c["tenant"]: c for c in body["customers"]}
+    # Each wholesale line goes by the usage it rates: ocr 60:90, the rest 15:5.
+    assert customers["org-a"]["wholesale_share"] == "7.500"  # 6.00 + 1.50
+    assert customers["org-c"]["wholesale_share"] == "9.500"  # 9.00 + 0.50
+    assert (customers["org-a"]["margin"], customers["org-c"]["margin"]) == ("30.000", "38.000")
