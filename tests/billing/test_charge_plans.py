@@ -8,13 +8,16 @@ from datetime import UTC, datetime, time
 from decimal import Decimal as D
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from billing.alerts import check_alerts
-from billing.models import Plan, PlanItem, UsageAlert
+from billing.models import Plan, PlanItem, StatementLine, UsageAlert
 from billing.periods import month_end, month_of, previous_month
 from billing.plans import subscribe
-from billing.statements import refresh_statement
+from billing.statements import StatementDraft, refresh_statement
 from metering.models import Meter
 from tests.billing.conftest import rollup, send
 from tests.factories import make_tenant
@@ -390,3 +393,61 @@ def test_margin_of_one_event_stream_under_different_models(world, users, api, la
     assert customers["org-a"]["wholesale_share"] == "7.500"  # 6.00 + 1.50
     assert customers["org-c"]["wholesale_share"] == "9.500"  # 9.00 + 0.50
     assert (customers["org-a"]["margin"], customers["org-c"]["margin"]) == ("30.000", "38.000")
+
+
+ACTIVITIES = ("transcription", "ocr", "translation", "workflow")
+amounts = st.decimals(min_value=0, max_value=10_000, places=2)
+
+
+@settings(max_examples=300, derandomize=True, database=None)
+@given(
+    minimum=amounts,
+    base_fee=amounts,
+    lines=st.lists(st.decimals(min_value=-500, max_value=10_000, places=2), max_size=5),
+)
+def test_a_true_up_is_never_negative_and_the_total_never_below_the_minimum(
+    minimum, base_fee, lines
+):
+    draft = StatementDraft(
+        tenant=None, period=None, currency="USD", base_fee=base_fee, minimum_commitment=minimum,
+        lines=[StatementLine(amount=amount) for amount in lines],
+    )  # fmt: skip
+    assert draft.true_up >= 0
+    assert draft.total >= minimum
+    assert draft.total == max(minimum, base_fee + sum(lines, D(0)))
+
+
+@settings(
+    max_examples=15,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    named=st.sets(st.sampled_from(ACTIVITIES), max_size=3),
+    events=st.lists(
+        st.tuples(st.sampled_from((*ACTIVITIES, None)), st.integers(min_value=1, max_value=500)),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_dimension_items_add_up_to_the_meters_total_usage(world, last_month, named, events):
+    with transaction.atomic():
+        plan = Plan.objects.create(code="a-prop", name="Prop", owner=world.reseller_a)
+        units = meter("processing_units")
+        for activity in sorted(named):
+            PlanItem.objects.create(plan=plan, meter=units, dimension=activity, unit_price=D(1))
+        PlanItem.objects.create(plan=plan, meter=units, unit_price=D(1))
+        subscribe(tenant=world.org_a, plan=plan, starts_on=last_month)
+        send(*(processing("agent-a", q, a, at(last_month, 2)) for a, q in events))
+        lines = refresh_statement(world.org_a, last_month).lines.all()
+        total = sum(D(q) for _, q in events)
+        assert sum(line.used for line in lines) == total
+        for line in lines:
+            expected = sum(
+                D(q) for a, q in events
+                if (a == line.dimension if line.dimension else a not in named)
+            )  # fmt: skip
+            assert line.used == expected, line.dimension
+        transaction.set_rollback(True)
