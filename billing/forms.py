@@ -540,11 +540,15 @@ class PlanItemForm(forms.ModelForm):
 
     class Media:
         js = ("js/plan-items.js",)
+        css = {"all": ("css/plan-items.css",)}
 
     def __init__(self, *args, currency: str = DEFAULT_CURRENCY, **kwargs):
         super().__init__(*args, **kwargs)
-        if "meter" in self.fields and isinstance(self.fields["meter"].widget, MeterSelect):
-            self.fields["meter"].widget.group_by = {
+        # The admin wraps the select (add and change links): set the inner one.
+        meter_widget = getattr(self.fields.get("meter"), "widget", None)
+        meter_widget = getattr(meter_widget, "widget", meter_widget)
+        if isinstance(meter_widget, MeterSelect):
+            meter_widget.group_by = {
                 str(pk): attribute
                 for pk, attribute in Meter.objects.exclude(group_by="").values_list(
                     "pk", "group_by"

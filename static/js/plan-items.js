@@ -19,7 +19,7 @@
   function show(input, visible) {
     var box = boxOf(input);
     if (box) {
-      box.hidden = !visible;
+      box.classList.toggle("plan-field-off", !visible);
     }
   }
 
