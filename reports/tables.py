@@ -274,6 +274,7 @@ class StatementLineTable(tables.Table):
 
     def render_charge_model(self, record):
         return record.charge_model  # the short name, as in the API and the plan
+
     starts_on = tables.DateColumn(verbose_name="From", format="Y-m-d")
     ends_on = tables.DateColumn(verbose_name="To", format="Y-m-d")
     used = QuantityColumn()
