@@ -169,8 +169,9 @@ class PlanItemInline(PlainReadOnlyMixin, ScopedInlineMixin, admin.StackedInline)
     # One blank item to fill in without scripts; left untouched, it is ignored.
     extra = 1
     fieldsets = [
-        (None, {"fields": [("meter", "overage_policy"), ("included_quantity", "limit"),
-                           ("unit_price", "thresholds"), "tiers"]}),
+        (None, {"fields": [("meter", "dimension"), ("overage_policy", "charge_model"),
+                           ("included_quantity", "limit"), ("unit_price", "package_size"),
+                           "tiers", "thresholds"]}),
     ]  # fmt: skip
     plain_fields = ("included_quantity", "limit", "unit_price", "tiers", "thresholds")
     included_quantity_text = shown("included_quantity", "Included quantity")
@@ -256,15 +257,16 @@ class PlanAdmin(PlainReadOnlyMixin, ScopedHistoryAdmin):
     tenant_kinds = {"owner": PLAN_OWNER_KINDS}
     list_display = ("code", "name", "owner", "customer", "currency", "base_fee_text",
                     "is_active")  # fmt: skip
-    fields = ("code", "name", "owner", "customer", "currency", "base_fee", "billing_period",
-              "description", "is_active", "item_changes")  # fmt: skip
+    fields = ("code", "name", "owner", "customer", "currency", "base_fee", "minimum_commitment",
+              "billing_period", "description", "is_active", "item_changes")  # fmt: skip
     list_filter = ("is_active", "currency")
     search_fields = ("code", "name", "owner__name", "customer__name")
     list_select_related = ("owner", "customer")
     readonly_fields = ("item_changes",)
     actions = ["duplicate_for_customer"]
-    plain_fields = ("base_fee",)
+    plain_fields = ("base_fee", "minimum_commitment")
     base_fee_text = shown("base_fee", "Base fee")
+    minimum_commitment_text = shown("minimum_commitment", "Minimum commitment")
 
     def get_readonly_fields(self, request, obj=None):
         frozen = ("code", "owner") if obj is not None else ()

@@ -20,7 +20,7 @@ from billing.failures import FailureLog, guarded
 from billing.models import PlanItem, Subscription, TenantFailure, UsageAlert
 from billing.periods import month_of, segment_of
 from billing.plan_rules import threshold_crossed
-from billing.selectors import subscriptions_in, usage_by_meter
+from billing.selectors import subscriptions_in, usage_by_item
 from billing.statements import periods_to_refresh
 
 logger = logging.getLogger(__name__)
@@ -72,12 +72,10 @@ def check_subscription(subscription, items: list[PlanItem], period: date) -> lis
     if not items:
         return []
     start, end = segment_of(subscription, period)
-    used = usage_by_meter(subscription.tenant, start, end, [i.meter.code for i in items])
+    used = usage_by_item(subscription.tenant, start, end, items)
     raised = []
     for item in items:
-        quantity = used.get(item.meter_id)
-        if quantity is None:
-            continue
+        quantity = used[item.pk]
         for threshold in item.thresholds:
             crossed = threshold_crossed(quantity, item.alert_base, threshold)
             if crossed and (item.pk, threshold) not in done:

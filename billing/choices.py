@@ -32,3 +32,9 @@ class FailedJob(models.TextChoices):
     FINALIZE = "finalize", "Statement finalization"
     ALERTS = "alerts", "Alert check"
     MAIL = "mail", "Alert mail"
+
+
+class ChargeModel(models.TextChoices):
+    GRADUATED = "graduated", "Graduated: each tier prices the units inside it"
+    VOLUME = "volume", "Volume: the tier reached prices every unit"
+    PACKAGE = "package", "Package: a price per started package of units"

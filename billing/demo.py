@@ -2,6 +2,11 @@
 subscription for every organization, and a few organizations on tight custom plans
 that run over their limits (so alerts and blocked entitlements show).
 
+Every charge model shows: storage priced per tier (hot, cool, the rest), processing
+by activity (transcription and OCR apart, OCR by volume), chat sessions in packages,
+call minutes in graduated tiers with a flat fee, a volume-priced wholesale plan, and
+a minimum commitment on the enterprise plan.
+
 Idempotent: plans are kept by code, subscriptions only added where none exists.
 """
 
@@ -36,7 +41,37 @@ WHOLESALE_PRICES = {
     "processing_units": "0.005", "bandwidth_units": "0.02", "storage_units": "0.006",
     "licenses": "1.00", "portals": "4.00",
 }  # fmt: skip
-CALL_TIERS = [{"up_to": "20000", "unit_price": "0.025"}, {"up_to": None, "unit_price": "0.018"}]
+CALL_TIERS = [
+    {"up_to": "20000", "unit_price": "0.025"},
+    {"up_to": None, "unit_price": "0.018", "flat_fee": "25"},
+]
+# Items per dimension value: (dimension, share of the meter's allowance, price, model
+# fields). The item with dimension None prices every other value.
+DIMENSION_ITEMS = {
+    "storage_units": [
+        ("hot", D("0.2"), "0.06", {}),
+        ("cool", D("0.3"), "0.02", {}),
+        (None, D("0.5"), "0.004", {}),
+    ],
+    "processing_units": [
+        ("transcription", D("0.5"), "0.03", {}),
+        ("ocr", D("0.1"), None, {"charge_model": "volume", "tiers": [
+            {"up_to": "10000", "unit_price": "0.08"},
+            {"up_to": "50000", "unit_price": "0.06", "flat_fee": "50"},
+            {"up_to": None, "unit_price": "0.05", "flat_fee": "200"},
+        ]}),
+        (None, D("0.4"), "0.04", {}),
+    ],
+}  # fmt: skip
+# Chat sessions are sold in packs of 100.
+CHAT_PACKAGE = {"charge_model": "package", "package_size": 100, "unit_price": D("1.50")}
+ENTERPRISE_MINIMUM = D("2500")
+# Wholesale call minutes by volume: the tier the month's total reaches prices all of it.
+WHOLESALE_CALL_TIERS = [
+    {"up_to": "100000", "unit_price": "0.004"},
+    {"up_to": "1000000", "unit_price": "0.0035"},
+    {"up_to": None, "unit_price": "0.003"},
+]
 TIGHT_EMAIL_LIMIT = D("400")
 
 
@@ -82,6 +117,8 @@ def ensure_wholesale_plan(reseller: Tenant, meters: dict, starts_on: date) -> in
             {"meter": meters[code], "unit_price": D(price), "thresholds": []}
             for code, price in WHOLESALE_PRICES.items()
         ]
+        calls = next(item for item in items if item["meter"].code == "call_minutes")
+        calls.update(charge_model="volume", unit_price=None, tiers=WHOLESALE_CALL_TIERS)
         save_plan(plan=plan, items=items)
     if not Subscription.objects.filter(tenant=reseller).exists():
         Subscription.objects.create(tenant=reseller, plan=plan, starts_on=starts_on)
@@ -105,12 +142,36 @@ def ensure_retail_plan(reseller: Tenant, spec, level: int, meters: dict) -> Plan
         }
         if meter_code == "call_minutes":
             item["tiers"] = CALL_TIERS
+        if meter_code == "chat_sessions":
+            item.update(CHAT_PACKAGE)
         if meter_code == "licenses":
             # Seats are capped: the integration asks before adding one.
             item.update(limit=allowance * 2, overage_policy=PlanItem.OveragePolicy.BLOCK)
-        items.append(item)
-    plan = Plan(code=code, name=name, owner=reseller, currency=reseller.currency, base_fee=base_fee)
+        items += per_dimension(item) if meter_code in DIMENSION_ITEMS else [item]
+    plan = Plan(
+        code=code,
+        name=name,
+        owner=reseller,
+        currency=reseller.currency,
+        base_fee=base_fee,
+        minimum_commitment=ENTERPRISE_MINIMUM if suffix == "enterprise" else D("0"),
+    )
     return save_plan(plan=plan, items=items)
+
+
+def per_dimension(item: dict) -> list[dict]:
+    """The meter's item split into one item per listed dimension value and the rest,
+    each with its share of the allowance and its own price."""
+    split = []
+    for dimension, share, price, model in DIMENSION_ITEMS[item["meter"].code]:
+        part = {
+            **item,
+            "dimension": dimension,
+            "included_quantity": item["included_quantity"] * share,
+        }
+        part.update(unit_price=None if price is None else D(price), **model)
+        split.append(part)
+    return split
 
 
 def tight_custom_plan(plan: Plan, org: Tenant) -> Plan:

@@ -21,6 +21,7 @@ from billing.models import Plan, PlanItem, Subscription
 from billing.money import minor_unit
 from billing.periods import month_of
 from billing.plan_rules import (
+    MAX_FEE,
     MAX_QUANTITY,
     MAX_UNIT_PRICE,
     PRICE_PLACES,
@@ -152,16 +153,18 @@ def money_text(value, currency: str) -> str:
 
 
 def tiers_text(tiers, currency: str) -> str:
-    """Graduated tiers in words: "up to 5000 at 0.05; above at 0.04"."""
+    """Tiers in words: "up to 5000 at 0.05; above at 0.04 + 10.00 flat"."""
     if not tiers:
         return NONE_TEXT
     parts = []
     for tier in tiers:
         price = money_text(tier.get("unit_price"), currency)
+        fee = as_decimal(tier.get("flat_fee"))
+        flat = f" + {money_text(fee, currency)} flat" if fee else ""
         if tier.get("up_to") in (None, ""):
-            parts.append(f"above at {price}" if parts else f"all at {price}")
+            parts.append(f"above at {price}{flat}" if parts else f"all at {price}{flat}")
         else:
-            parts.append(f"up to {quantity_text(tier['up_to'])} at {price}")
+            parts.append(f"up to {quantity_text(tier['up_to'])} at {price}{flat}")
     return "; ".join(parts)
 
 
@@ -175,7 +178,18 @@ def quantity_field_text(value, currency: str) -> str:
 
 # Field name -> how its value is written; the currency is the object's (or its plan's).
 FIELD_TEXT = {
-    **dict.fromkeys(("base_fee", "unit_price", "amount", "usage_amount", "total"), money_text),
+    **dict.fromkeys(
+        (
+            "base_fee",
+            "unit_price",
+            "amount",
+            "usage_amount",
+            "total",
+            "minimum_commitment",
+            "true_up",
+        ),
+        money_text,
+    ),  # fmt: skip
     **dict.fromkeys(
         ("included_quantity", "limit", "used", "included", "overage", "quantity", "usage", "base"),
         quantity_field_text,
@@ -297,7 +311,7 @@ class TierColumn:
     placeholder: str = ""
 
 
-# Graduated tiers as rows; a column added here (and to `plan_rules.clean_tiers`) is a new
+# Tiers as rows; a column added here (and to `plan_rules.clean_tiers`) is a new
 # input on every row, checked and shown the same way.
 TIER_COLUMNS = (
     TierColumn(
@@ -317,6 +331,15 @@ TIER_COLUMNS = (
         places=PRICE_PLACES,
         text=money_text,
         required=True,
+    ),
+    TierColumn(
+        key="flat_fee",
+        label="Flat fee",
+        name="flat fee",
+        maximum=MAX_FEE,
+        places=PRICE_PLACES,
+        text=money_text,
+        placeholder="0",
     ),
 )
 CELL_NAME = re.compile(r"(\d{1,4})-([a-z_]+)")
@@ -468,10 +491,10 @@ class PlanForm(forms.ModelForm):
     class Meta:
         model = Plan
         fields = [
-            "code", "name", "owner", "customer", "currency", "base_fee", "billing_period",
-            "description", "is_active",
+            "code", "name", "owner", "customer", "currency", "base_fee", "minimum_commitment",
+            "billing_period", "description", "is_active",
         ]  # fmt: skip
-        widgets = {"base_fee": money_input()}
+        widgets = {"base_fee": money_input(), "minimum_commitment": money_input()}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -479,8 +502,23 @@ class PlanForm(forms.ModelForm):
         if "currency" in self.fields and currency not in dict(currency_choices()):
             # A plan saved with a code no longer in use keeps it selectable.
             self.fields["currency"].choices = [(currency, currency), *currency_choices()]
-        if "base_fee" in self.fields:
-            self.fields["base_fee"].widget.currency = currency
+        for name in ("base_fee", "minimum_commitment"):
+            if name in self.fields:
+                self.fields[name].widget.currency = currency
+
+
+class MeterSelect(forms.Select):
+    """Meter options that say which attribute breaks each meter down (data-group-by),
+    so the page can offer the dimension field only where it applies."""
+
+    group_by: dict = {}
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        attribute = self.group_by.get(str(getattr(value, "value", value)))
+        if attribute:
+            option["attrs"]["data-group-by"] = attribute
+        return option
 
 
 class PlanItemForm(forms.ModelForm):
@@ -490,17 +528,32 @@ class PlanItemForm(forms.ModelForm):
     class Meta:
         model = PlanItem
         fields = [
-            "meter", "included_quantity", "limit", "overage_policy", "unit_price", "tiers",
-            "thresholds",
+            "meter", "dimension", "charge_model", "package_size", "included_quantity", "limit",
+            "overage_policy", "unit_price", "tiers", "thresholds",
         ]  # fmt: skip
         widgets = {
+            "meter": MeterSelect(),
             "included_quantity": quantity_input(),
             "limit": quantity_input(),
             "unit_price": money_input(),
         }
 
+    class Media:
+        js = ("js/plan-items.js",)
+        css = {"all": ("css/plan-items.css",)}
+
     def __init__(self, *args, currency: str = DEFAULT_CURRENCY, **kwargs):
         super().__init__(*args, **kwargs)
+        # The admin wraps the select (add and change links): set the inner one.
+        meter_widget = getattr(self.fields.get("meter"), "widget", None)
+        meter_widget = getattr(meter_widget, "widget", meter_widget)
+        if isinstance(meter_widget, MeterSelect):
+            meter_widget.group_by = {
+                str(pk): attribute
+                for pk, attribute in Meter.objects.exclude(group_by="").values_list(
+                    "pk", "group_by"
+                )
+            }
         for name in ("unit_price", "tiers"):
             if name in self.fields:
                 self.fields[name].widget.currency = currency
@@ -518,7 +571,12 @@ class PlanItemFormSet(forms.BaseInlineFormSet):
         forms_in_use = [
             f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")
         ]
-        duplicates = duplicate_meter_errors([f.cleaned_data.get("meter") for f in forms_in_use])
+        duplicates = duplicate_meter_errors(
+            [
+                (f.cleaned_data.get("meter"), f.cleaned_data.get("dimension") or None)
+                for f in forms_in_use
+            ]
+        )
         for index, message in duplicates.items():
             forms_in_use[index].add_error("meter", message)
 

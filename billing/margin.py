@@ -245,12 +245,39 @@ def charge_back(
     by_retail = positive_weights({tenant: sum(a.values(), ZERO) for tenant, a in parts.items()})
     quotas = defaultdict(Fraction)
     spread(quotas, own.base_fee, by_retail)
+    named = dimensions_named(own)
     for (start, end), lines in lines_by_segment(own).items():
-        usage = customer_usage(seller, list(parts), start, end, {line.meter.code for line in lines})
-        for line in lines:
-            by_usage = {t: max(usage.get((t.pk, line.meter_id), ZERO), ZERO) for t in parts}
-            spread(quotas, line.amount, by_usage if any(by_usage.values()) else by_retail)
+        for filters, rated in lines_by_usage(lines, named):
+            usage = customer_usage(seller, list(parts), start, end, filters)
+            for line in rated:
+                by_usage = {t: max(usage.get((t.pk, line.meter_id), ZERO), ZERO) for t in parts}
+                spread(quotas, line.amount, by_usage if any(by_usage.values()) else by_retail)
     return allocate(wholesale, quotas, minor_unit(own.currency))
+
+
+def dimensions_named(statement: Statement) -> dict[tuple, list[str]]:
+    """(segment start, end, meter id) -> the dimension values its lines name."""
+    named = defaultdict(list)
+    for line in statement.lines.exclude(dimension=None):
+        named[(line.starts_on, line.ends_on, line.meter_id)].append(line.dimension)
+    return named
+
+
+def lines_by_usage(lines: list[StatementLine], named: dict):
+    """(filters, lines) pairs: the usage each wholesale line rates. Lines of whole
+    meters share one summary; a line of one dimension value, or of the rest of a
+    meter priced per value, has its own."""
+    whole = [line for line in lines if (line.starts_on, line.ends_on, line.meter_id) not in named]
+    if whole:
+        yield UsageFilters(meters=tuple(sorted({line.meter.code for line in whole}))), whole
+    for line in lines:
+        listed = named.get((line.starts_on, line.ends_on, line.meter_id))
+        if listed is None:
+            continue
+        if line.dimension is not None:
+            yield UsageFilters(meters=(line.meter.code,), dimension=line.dimension), [line]
+        else:
+            yield UsageFilters(meters=(line.meter.code,), exclude_dimensions=tuple(listed)), [line]
 
 
 def positive_weights(weights: dict) -> dict:
@@ -275,14 +302,14 @@ def lines_by_segment(statement: Statement) -> dict[tuple[date, date], list[State
     return lines
 
 
-def customer_usage(seller: Tenant, customers: list[Tenant], start, end, codes) -> dict:
-    """(tenant id, meter id) -> each customer's subtree usage of these meters.
+def customer_usage(seller: Tenant, customers: list[Tenant], start, end, filters) -> dict:
+    """(tenant id, meter id) -> each customer's subtree usage passing `filters`.
 
     The seller's children come from one summary grouped by child, so a reseller with
     thousands of organizations costs one usage query; a customer further down (on
     the seller's plan without being its child) from its own summary.
     """
-    filters, usage = UsageFilters(meters=tuple(sorted(codes))), {}
+    usage = {}
     children = {c.pk for c in customers if c.parent_id == seller.pk}
     if children:
         for row in usage_summary(seller, start, end, "child", filters).rows:

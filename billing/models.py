@@ -223,6 +223,15 @@ class Plan(models.Model):
         help_text="Charged per month, prorated by day for partial months (a subscription "
         "that starts or ends mid-month, a plan change).",
     )
+    minimum_commitment = models.DecimalField(
+        max_digits=14,
+        decimal_places=3,
+        default=Decimal("0"),
+        validators=[MinValueValidator(0)],
+        help_text="The least a month's statement comes to: when the base fee and the usage "
+        "lines come to less, a true-up makes up the difference. Prorated by day like the "
+        "base fee. 0: no minimum.",
+    )
     billing_period = models.CharField(
         max_length=8,
         choices=Period.choices,
@@ -249,7 +258,11 @@ class Plan(models.Model):
 
     def clean(self):
         errors = plan_rules.plan_errors(
-            owner=self.owner, customer=self.customer, currency=self.currency, base_fee=self.base_fee
+            owner=self.owner,
+            customer=self.customer,
+            currency=self.currency,
+            base_fee=self.base_fee,
+            minimum_commitment=self.minimum_commitment,
         )
         if errors:
             raise ValidationError(errors)
@@ -259,6 +272,7 @@ class PlanItem(models.Model):
     """What a plan includes of one meter, its cap and how overage is handled."""
 
     OveragePolicy = choices.OveragePolicy
+    ChargeModel = choices.ChargeModel
 
     plan = models.ForeignKey(
         Plan,
@@ -270,7 +284,31 @@ class PlanItem(models.Model):
         Meter,
         on_delete=models.PROTECT,
         related_name="plan_items",
-        help_text="What is counted and priced; each meter appears once per plan.",
+        help_text="What is counted and priced: once per plan, or once per value of its "
+        "grouping attribute (see dimension).",
+    )
+    # Null, not "": the API's contract says null for "every other value", and "" is what
+    # an event without the attribute stores.
+    dimension = models.CharField(  # noqa: DJ001
+        max_length=256,
+        null=True,
+        blank=True,
+        help_text="Price only this value of the meter's grouping attribute (e.g. storage tier "
+        "hot, processing activity ocr). Empty: every value no other item of the meter names "
+        "(and events without the attribute).",
+    )
+    charge_model = models.CharField(
+        max_length=16,
+        choices=ChargeModel.choices,
+        default=ChargeModel.GRADUATED,
+        help_text="How the overage is priced. Graduated: each tier prices the units inside it "
+        "(plus its flat fee once reached). Volume: the tier the whole overage reaches prices "
+        "every unit (plus its flat fee). Package: the unit price per started package.",
+    )
+    package_size = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Package model only: units per package; a started package is charged whole.",
     )
     included_quantity = models.DecimalField(
         max_digits=20,
@@ -311,9 +349,9 @@ class PlanItem(models.Model):
     tiers = models.JSONField(
         default=list,
         blank=True,
-        help_text="Graduated prices for the overage: each tier prices the overage units up to "
-        "its up-to bound (counted from the first unit over the included quantity); the last "
-        "tier has no bound and prices everything above.",
+        help_text="Tiers of the overage (counted from the first unit over the included "
+        "quantity): each holds the overage up to its up-to bound, inclusive; the last tier has "
+        "no bound. Each has a unit price and an optional flat fee.",
     )
     thresholds = models.JSONField(
         default=list,
@@ -325,13 +363,26 @@ class PlanItem(models.Model):
     history = HistoricalRecords()
 
     class Meta:
-        ordering = ["plan", "meter__category", "meter__code"]
+        ordering = [
+            "plan",
+            "meter__category",
+            "meter__code",
+            F("dimension").asc(nulls_last=True),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["plan", "meter"],
+                condition=Q(dimension__isnull=True),
                 name="plan_item_meter_once",
                 violation_error_message="This plan already has an item for that meter.",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["plan", "meter", "dimension"],
+                condition=Q(dimension__isnull=False),
+                name="plan_item_dimension_once",
+                violation_error_message="This plan already has an item for that meter and "
+                "dimension.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -340,6 +391,9 @@ class PlanItem(models.Model):
     def clean(self):
         cleaned = plan_rules.clean_plan_item(
             meter=self.meter if self.meter_id else None,
+            dimension=self.dimension,
+            charge_model=self.charge_model,
+            package_size=self.package_size,
             included_quantity=self.included_quantity,
             limit=self.limit,
             overage_policy=self.overage_policy,
@@ -348,6 +402,7 @@ class PlanItem(models.Model):
             thresholds=self.thresholds,
         )
         self.tiers, self.thresholds = cleaned["tiers"], cleaned["thresholds"]
+        self.dimension = cleaned["dimension"]
 
     @property
     def alert_base(self) -> Decimal:
@@ -444,6 +499,18 @@ class Statement(models.Model):
     currency = models.CharField(max_length=3)
     base_fee = models.DecimalField(max_digits=16, decimal_places=3)
     usage_amount = models.DecimalField(max_digits=20, decimal_places=3)
+    minimum_commitment = models.DecimalField(
+        max_digits=16,
+        decimal_places=3,
+        default=Decimal("0"),
+        help_text="The plans' minimum commitment for the month, prorated by day per segment.",
+    )
+    true_up = models.DecimalField(
+        max_digits=16,
+        decimal_places=3,
+        default=Decimal("0"),
+        help_text="What brings base fee and lines up to the minimum commitment.",
+    )
     total = models.DecimalField(max_digits=20, decimal_places=3)
     as_of = models.DateTimeField(help_text="Usage up to this moment is in the statement.")
     finalized_at = models.DateTimeField(null=True, blank=True)
@@ -469,6 +536,10 @@ class StatementLine(models.Model):
 
     statement = models.ForeignKey(Statement, on_delete=models.CASCADE, related_name="lines")
     meter = models.ForeignKey(Meter, on_delete=models.PROTECT, related_name="+")
+    dimension = models.CharField(max_length=256, null=True, blank=True)  # noqa: DJ001
+    charge_model = models.CharField(
+        max_length=16, choices=choices.ChargeModel.choices, default=choices.ChargeModel.GRADUATED
+    )
     plan_code = models.CharField(max_length=64)
     starts_on = models.DateField()
     ends_on = models.DateField()
@@ -476,11 +547,18 @@ class StatementLine(models.Model):
     included = models.DecimalField(max_digits=20, decimal_places=6)
     overage = models.DecimalField(max_digits=38, decimal_places=6)
     unit_price = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
+    # The tiers applied: [{from, to, units, unit_price, flat_fee, amount}], amounts unrounded.
     tiers = models.JSONField(default=list, blank=True)
     amount = models.DecimalField(max_digits=20, decimal_places=3)
 
     class Meta:
-        ordering = ["statement", "starts_on", "meter__category", "meter__code"]
+        ordering = [
+            "statement",
+            "starts_on",
+            "meter__category",
+            "meter__code",
+            F("dimension").asc(nulls_last=True),
+        ]
 
     def __str__(self) -> str:
         return f"{self.meter.code}: {self.amount}"

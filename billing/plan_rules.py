@@ -19,8 +19,9 @@ from decimal import Decimal, InvalidOperation
 from django.core.exceptions import ValidationError
 
 from accounts.models import Tenant
-from billing.choices import OveragePolicy
+from billing.choices import ChargeModel, OveragePolicy
 from billing.money import validate_amount_for
+from utilities.text import text_problem
 
 MAX_THRESHOLD = 1000
 # Who sells plans: the platform (no owner), partners and resellers. Organizations and
@@ -79,8 +80,8 @@ def clean_tiers(tiers) -> list[dict]:
         raise ValidationError("Tiers must be a list of {up_to, unit_price} objects.")
     cleaned, previous = [], Decimal(0)
     for position, tier in enumerate(tiers, start=1):
-        if not isinstance(tier, dict) or set(tier) - {"up_to", "unit_price"}:
-            raise ValidationError(f"Tier {position}: use only up_to and unit_price.")
+        if not isinstance(tier, dict) or set(tier) - {"up_to", "unit_price", "flat_fee"}:
+            raise ValidationError(f"Tier {position}: use only up_to, unit_price and flat_fee.")
         what = f"Tier {position} unit_price"
         price = bounded(
             parse_decimal(tier.get("unit_price"), what),
@@ -88,6 +89,10 @@ def clean_tiers(tiers) -> list[dict]:
             maximum=MAX_UNIT_PRICE,
             places=PRICE_PLACES,
         )
+        fee = tier.get("flat_fee")
+        what = f"Tier {position} flat_fee"
+        fee = Decimal(0) if fee in (None, "") else parse_decimal(fee, what)
+        fee = bounded(fee, what, maximum=MAX_FEE, places=PRICE_PLACES)
         up_to = tier.get("up_to")
         last = position == len(tiers)
         if up_to is None:
@@ -109,7 +114,13 @@ def clean_tiers(tiers) -> list[dict]:
                     f"Tier {position}: up_to must be greater than the tier before ({previous})."
                 )
             previous = up_to
-        cleaned.append({"up_to": None if up_to is None else str(up_to), "unit_price": str(price)})
+        cleaned.append(
+            {
+                "up_to": None if up_to is None else str(up_to),
+                "unit_price": str(price),
+                "flat_fee": str(fee),
+            }
+        )
     return cleaned
 
 
@@ -133,11 +144,24 @@ def clean_thresholds(thresholds) -> list[int]:
 
 
 def clean_plan_item(
-    *, meter, included_quantity, limit, overage_policy, unit_price, tiers, thresholds
+    *,
+    meter,
+    included_quantity,
+    limit,
+    overage_policy,
+    unit_price,
+    tiers,
+    thresholds,
+    dimension=None,
+    charge_model=ChargeModel.GRADUATED,
+    package_size=None,
 ) -> dict:
-    """Check one plan item; returns normalized tiers and thresholds or raises
-    ValidationError with a message per field."""
-    errors, cleaned = {}, {}
+    """Check one plan item; returns normalized tiers, thresholds and dimension or
+    raises ValidationError with a message per field."""
+    errors, cleaned = {}, {"dimension": None if dimension in (None, "") else dimension}
+    dimension_problem = dimension_error(meter, cleaned["dimension"])
+    if dimension_problem:
+        errors["dimension"] = [dimension_problem]
     for field, check, value in (
         ("tiers", clean_tiers, tiers),
         ("thresholds", clean_thresholds, thresholds),
@@ -150,7 +174,10 @@ def clean_plan_item(
         errors["limit"] = ["A block item needs a limit: usage is refused once it is reached."]
     if limit is not None and included_quantity is not None and limit < included_quantity:
         errors["limit"] = ["The limit cannot be below the included quantity."]
-    if unit_price is None and not cleaned.get("tiers") and "tiers" not in errors:
+    errors.update(charge_model_errors(charge_model, package_size, unit_price, cleaned, errors))
+    if "unit_price" in errors:
+        pass
+    elif unit_price is None and not cleaned.get("tiers") and "tiers" not in errors:
         errors["unit_price"] = ["Give a unit price for the overage, or tiers to price it."]
     elif unit_price is not None and unit_price < 0:
         errors["unit_price"] = ["Prices cannot be negative."]
@@ -161,20 +188,61 @@ def clean_plan_item(
     return cleaned
 
 
-def duplicate_meter_errors(meters: list) -> dict[int, str]:
-    """Index -> message for every item repeating a meter already in the plan."""
+def dimension_error(meter, dimension: str | None) -> str | None:
+    """Why an item may not price this dimension of its meter, or None."""
+    if dimension is None or meter is None:
+        return None
+    if not meter.group_by:
+        return f"{meter.code} is not broken down by any attribute; its items take no dimension."
+    if problem := text_problem(dimension):
+        return problem
+    if len(dimension) > 256:
+        return "The dimension has at most 256 characters."
+    return None
+
+
+def charge_model_errors(charge_model, package_size, unit_price, cleaned, errors) -> dict:
+    """What the item's charge model needs: volume tiers, a package size and price."""
+    found = {}
+    tiers = cleaned.get("tiers")
+    if charge_model == ChargeModel.VOLUME and not tiers and "tiers" not in errors:
+        found["tiers"] = ["A volume item needs tiers: the tier the overage reaches prices it."]
+    if charge_model == ChargeModel.PACKAGE:
+        if not package_size or package_size < 1:
+            found["package_size"] = ["A package item needs a package size of at least 1 unit."]
+        if tiers:
+            found["tiers"] = ["A package item is priced per package, not by tiers."]
+        if unit_price is None:
+            found["unit_price"] = ["A package item needs a unit price: the price of a package."]
+    elif package_size is not None:
+        found["package_size"] = ["Only package items have a package size."]
+    return found
+
+
+def duplicate_meter_errors(items: list) -> dict[int, str]:
+    """Index -> message for every item repeating a (meter, dimension) already in the
+    plan. Items are meters, or (meter, dimension) pairs."""
     seen, errors = set(), {}
-    for index, meter in enumerate(meters):
+    for index, entry in enumerate(items):
+        meter, dimension = entry if isinstance(entry, tuple) else (entry, None)
         if meter is None:
             continue
-        if meter in seen:
-            errors[index] = f"{getattr(meter, 'code', meter)} appears more than once in this plan."
-        seen.add(meter)
+        code = getattr(meter, "code", meter)
+        if (meter, dimension) in seen:
+            errors[index] = (
+                f"{code} appears more than once in this plan."
+                if dimension is None
+                else f"{code} ({dimension}) appears more than once in this plan."
+            )
+        seen.add((meter, dimension))
     return errors
 
 
-def plan_errors(*, owner, customer, currency, base_fee) -> dict:
+def plan_errors(*, owner, customer, currency, base_fee, minimum_commitment=None) -> dict:
     errors = validate_amount_for(currency, base_fee, "base_fee")
+    errors.update(validate_amount_for(currency, minimum_commitment, "minimum_commitment"))
+    if minimum_commitment is not None and minimum_commitment > MAX_FEE:
+        errors["minimum_commitment"] = f"The minimum commitment must be at most {MAX_FEE:,f}."
     if owner is not None and owner.kind not in PLAN_OWNER_KINDS:
         errors["owner"] = owner_kind_error(owner)
     if base_fee is not None and base_fee > MAX_FEE:

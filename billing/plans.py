@@ -38,6 +38,7 @@ def duplicate_plan(plan: Plan, *, customer: Tenant, code: str, name: str = "") -
         customer=customer,
         currency=plan.currency,
         base_fee=plan.base_fee,
+        minimum_commitment=plan.minimum_commitment,
         billing_period=plan.billing_period,
         description=plan.description,
     )
@@ -51,6 +52,8 @@ def duplicate_plan(plan: Plan, *, customer: Tenant, code: str, name: str = "") -
 
 
 ITEM_FIELDS = (
+    "charge_model",
+    "package_size",
     "included_quantity",
     "limit",
     "overage_policy",
@@ -64,17 +67,20 @@ ITEM_FIELDS = (
 def save_plan(*, plan: Plan, items: list[dict] | None) -> Plan:
     """Save a plan and, when `items` is given, make its items exactly these.
 
-    Items are matched by meter, so an item that stays keeps its history and its
-    alerts; items whose meter is no longer listed are removed.
+    Items are matched by meter and dimension, so an item that stays keeps its
+    history and its alerts; items no longer listed are removed.
     """
     plan.full_clean()
     plan.save()
     if items is None:
         return plan
-    current = {item.meter_id: item for item in plan.items.all()}
+    current = {(item.meter_id, item.dimension): item for item in plan.items.all()}
     keep = []
     for data in items:
-        item = current.get(data["meter"].pk) or PlanItem(plan=plan, meter=data["meter"])
+        meter, dimension = data["meter"], data.get("dimension")
+        item = current.get((meter.pk, dimension)) or PlanItem(
+            plan=plan, meter=meter, dimension=dimension
+        )
         for name in ITEM_FIELDS:
             if name in data:
                 setattr(item, name, data[name])

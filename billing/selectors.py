@@ -2,11 +2,14 @@
 which subscriptions cover a month, the stored statements, a tenant's usage of
 its plan's meters. Writes live in billing.plans and billing.statements."""
 
+from collections import defaultdict
 from datetime import date
+from decimal import Decimal
 
 from accounts.models import Tenant
 from accounts.services import user_can_manage
-from billing.models import Plan, Statement, Subscription
+from billing.models import Plan, PlanItem, Statement, Subscription
+from billing.money import ZERO
 from billing.periods import month_end
 from billing.usage import UsageFilters, usage_summary
 
@@ -47,6 +50,51 @@ def subscription_covering(tenant: Tenant, start: date, end: date) -> Subscriptio
 def usage_by_meter(tenant: Tenant, start: date, end: date, meter_codes: list[str]) -> dict:
     summary = usage_summary(tenant, start, end, "meter", UsageFilters(meters=tuple(meter_codes)))
     return {row.meter.pk: row.quantity for row in summary.rows}
+
+
+def usage_by_item(tenant: Tenant, start: date, end: date, items) -> dict[int, Decimal]:
+    """Each plan item's usage over the days, by item id: its meter's; for an item of
+    one dimension value, that value's; for the rest item of a meter priced per
+    value, every value no other item names (events without the attribute too)."""
+    named = listed_dimensions(items)
+    whole = [item.meter.code for item in items if item.meter_id not in named]
+    by_meter = usage_by_meter(tenant, start, end, whole) if whole else {}
+    by_dimension = {}
+    if named:
+        codes = tuple({item.meter.code for item in items if item.meter_id in named})
+        summary = usage_summary(tenant, start, end, "dimension", UsageFilters(meters=codes))
+        by_dimension = {(row.meter.pk, row.key): row.quantity for row in summary.rows}
+    used = {}
+    for item in items:
+        if item.meter_id not in named:
+            used[item.pk] = by_meter.get(item.meter_id, ZERO)
+        elif item.dimension is not None:
+            used[item.pk] = by_dimension.get((item.meter_id, item.dimension), ZERO)
+        else:
+            used[item.pk] = usage_of_the_rest(tenant, start, end, item.meter, named[item.meter_id])
+    return used
+
+
+def listed_dimensions(items) -> dict[int, list[str]]:
+    """Meter id -> the dimension values its items name in these items' plans (the
+    rest item of a meter prices every other value)."""
+    named: dict[int, list[str]] = defaultdict(list)
+    listed = PlanItem.objects.filter(
+        plan_id__in={item.plan_id for item in items},
+        meter_id__in={item.meter_id for item in items},
+        dimension__isnull=False,
+    )
+    for meter_id, dimension in listed.values_list("meter_id", "dimension").distinct():
+        named[meter_id].append(dimension)
+    return named
+
+
+def usage_of_the_rest(tenant, start, end, meter, listed: list[str]) -> Decimal:
+    """A meter's usage over every dimension value but the listed ones (rule 3: a
+    gauge's day is the sum over those values, its period the max or last day)."""
+    filters = UsageFilters(meters=(meter.code,), exclude_dimensions=tuple(listed))
+    rows = usage_summary(tenant, start, end, "meter", filters).rows
+    return rows[0].quantity if rows else ZERO
 
 
 def final_tenant_ids(period: date) -> set[int]:

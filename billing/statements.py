@@ -20,12 +20,8 @@ from billing.failures import FailureLog
 from billing.models import Statement, StatementLine, Subscription, TenantFailure
 from billing.money import ZERO
 from billing.periods import month_of, next_month, segment_of
-from billing.rating import prorated_fee, rate_item
-from billing.selectors import (
-    final_tenant_ids,
-    subscriptions_in,
-    usage_by_meter,
-)
+from billing.rating import prorated_fee, rate_item, true_up
+from billing.selectors import final_tenant_ids, subscriptions_in, usage_by_item
 
 
 @dataclass
@@ -34,6 +30,7 @@ class StatementDraft:
     period: date
     currency: str
     base_fee: Decimal = ZERO
+    minimum_commitment: Decimal = ZERO
     lines: list[StatementLine] = field(default_factory=list)
 
     @property
@@ -41,8 +38,12 @@ class StatementDraft:
         return sum((line.amount for line in self.lines), ZERO)
 
     @property
+    def true_up(self) -> Decimal:
+        return true_up(self.minimum_commitment, self.base_fee + self.usage_amount)
+
+    @property
     def total(self) -> Decimal:
-        return self.base_fee + self.usage_amount
+        return self.base_fee + self.usage_amount + self.true_up
 
 
 def rate_statement(tenant: Tenant, period: date, subscriptions=None) -> StatementDraft | None:
@@ -56,15 +57,18 @@ def rate_statement(tenant: Tenant, period: date, subscriptions=None) -> Statemen
         plan = subscription.plan
         start, end = segment_of(subscription, period)
         draft.base_fee += prorated_fee(plan.base_fee, start, end, plan.currency)
+        draft.minimum_commitment += prorated_fee(plan.minimum_commitment, start, end, plan.currency)
         items = list(plan.items.select_related("meter"))
         if not items:
             continue
-        used = usage_by_meter(tenant, start, end, [item.meter.code for item in items])
+        used = usage_by_item(tenant, start, end, items)
         for item in items:
-            rated = rate_item(item, used.get(item.meter_id, ZERO), plan.currency)
+            rated = rate_item(item, used[item.pk], plan.currency)
             draft.lines.append(
                 StatementLine(
                     meter=item.meter,
+                    dimension=item.dimension,
+                    charge_model=rated.charge_model,
                     plan_code=plan.code,
                     starts_on=start,
                     ends_on=end,
@@ -72,7 +76,7 @@ def rate_statement(tenant: Tenant, period: date, subscriptions=None) -> Statemen
                     included=rated.included,
                     overage=rated.overage,
                     unit_price=rated.unit_price,
-                    tiers=rated.tiers,
+                    tiers=[tier.as_json() for tier in rated.tiers],
                     amount=rated.amount,
                 )
             )
@@ -97,6 +101,8 @@ def refresh_statement(tenant: Tenant, period: date, *, final: bool = False, subs
         statement.currency = draft.currency
         statement.base_fee = draft.base_fee
         statement.usage_amount = draft.usage_amount
+        statement.minimum_commitment = draft.minimum_commitment
+        statement.true_up = draft.true_up
         statement.total = draft.total
         statement.as_of = now
         if final:

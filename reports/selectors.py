@@ -16,7 +16,7 @@ from billing.margin import BASE_FEE, is_seller, seller_margin
 from billing.models import Statement, UsageAlert
 from billing.periods import month_of
 from billing.plan_rules import alert_base, allowance_used_up, thresholds_crossed
-from billing.selectors import statement_totals, subscription_covering, usage_by_meter
+from billing.selectors import statement_totals, subscription_covering, usage_by_item
 from billing.usage import UsageFilters, UsageSummary, usage_summary
 from metering.catalog import CATALOG
 from metering.models import Meter
@@ -41,7 +41,7 @@ def in_catalog_order(meters) -> list[Meter]:
 
 @dataclass(frozen=True)
 class PlanAllowance:
-    """What a plan allows for one meter: filled in by the billing app's plans."""
+    """What one plan item allows: filled in by the billing app's plans."""
 
     included: Decimal
     limit: Decimal | None = None
@@ -50,6 +50,10 @@ class PlanAllowance:
     # subscription started or ended inside the period, or a source or dimension
     # filter narrows the card. Alerts and entitlements count exactly this.
     counted: Decimal | None = None
+    # The item's dimension value; None for the meter's item for every (other) value.
+    dimension: str | None = None
+    # The meter has items per dimension value: this item counts only its own part.
+    per_dimension: bool = False
 
 
 def billing_month(period: DateRange) -> date | None:
@@ -62,8 +66,9 @@ def billing_month(period: DateRange) -> date | None:
 
 def plan_allowances(
     tenant: Tenant, period: DateRange, filters: UsageFilters | None = None
-) -> dict[str, PlanAllowance]:
-    """Plan allowance per meter code for the tenant's own subscription in the period."""
+) -> dict[str, list[PlanAllowance]]:
+    """The plan items' allowances per meter code (one per item: a meter priced per
+    dimension value has several) for the tenant's own subscription in the period."""
     if billing_month(period) is None:
         return {}
     subscription = subscription_covering(tenant, period.start, period.end)
@@ -73,18 +78,23 @@ def plan_allowances(
     start = max(subscription.starts_on, period.start)
     end = min(subscription.ends_on or period.end, period.end)
     narrowed = filters is not None and (filters.source or filters.dimension is not None)
+    split = {item.meter_id for item in items if item.dimension is not None}
     counted = None
-    if (start, end) != (period.start, period.end) or narrowed:
-        counted = usage_by_meter(tenant, start, end, [item.meter.code for item in items])
-    return {
-        item.meter.code: PlanAllowance(
-            item.included_quantity,
-            item.limit,
-            tuple(item.thresholds),
-            None if counted is None else counted.get(item.meter_id, Decimal(0)),
+    if (start, end) != (period.start, period.end) or narrowed or split:
+        counted = usage_by_item(tenant, start, end, items)
+    allowances: dict[str, list[PlanAllowance]] = {}
+    for item in items:
+        allowances.setdefault(item.meter.code, []).append(
+            PlanAllowance(
+                item.included_quantity,
+                item.limit,
+                tuple(item.thresholds),
+                None if counted is None else counted[item.pk],
+                dimension=item.dimension,
+                per_dimension=item.meter_id in split,
+            )
         )
-        for item in items
-    }
+    return allowances
 
 
 def child_charges(tenant: Tenant, period: DateRange) -> dict[int, Decimal]:
@@ -137,7 +147,7 @@ class MeterCard:
     meter: Meter
     quantity: Decimal
     previous: Decimal
-    allowance: PlanAllowance | None = None
+    allowances: list[PlanAllowance] = field(default_factory=list)
 
     @property
     def change_percent(self) -> Decimal | None:
@@ -154,14 +164,15 @@ class MeterCard:
         return "up" if change > 0 else "down"
 
     @property
-    def bar(self) -> PlanBar | None:
-        return plan_bar(self.quantity, self.allowance) if self.allowance else None
+    def bars(self) -> list[tuple[PlanAllowance, PlanBar]]:
+        """One bar per plan item of the meter (named dimension values first)."""
+        return [(allowance, plan_bar(self.quantity, allowance)) for allowance in self.allowances]
 
 
 def meter_cards(
     current: UsageSummary,
     previous: UsageSummary,
-    allowances: dict[str, PlanAllowance] | None = None,
+    allowances: dict[str, list[PlanAllowance]] | None = None,
 ) -> list[MeterCard]:
     """One card per selected meter (zero when unused), against the previous period."""
     allowances = allowances or {}
@@ -173,7 +184,7 @@ def meter_cards(
             meter=m,
             quantity=now.get(m.pk, zero),
             previous=before.get(m.pk, zero),
-            allowance=allowances.get(m.code),
+            allowances=allowances.get(m.code, []),
         )
         for m in in_catalog_order(current.meters)
     ]

@@ -4,6 +4,9 @@ Quantity cells render with thousands separators for reading and export the
 exact decimal string the usage API returns, so CSV and API agree to the digit.
 """
 
+import json
+from decimal import Decimal
+
 import django_tables2 as tables
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.urls import reverse
@@ -233,15 +236,52 @@ class StatementTable(tables.Table):
         order_by = ("tenant",)
 
 
+def applied_tiers_text(tiers, currency: str) -> str:
+    """The tiers that priced a line, so a customer can check the arithmetic:
+    "0–100: 100 × 0.1 = 10.00; 100–∞: 50 × 0.08 + 5.00 flat = 9.00"."""
+    parts = []
+    for tier in tiers or ():
+        bound = "∞" if tier.get("to") is None else format_quantity(tier["to"])
+        fee = Decimal(tier.get("flat_fee") or 0)
+        flat = f" + {format_money(fee, currency)} flat" if fee else ""
+        amount = format_money(tier["amount"], currency)
+        parts.append(
+            f"{format_quantity(tier['from'])}–{bound}: {format_quantity(tier['units'])} × "
+            f"{format_quantity(tier['unit_price'])}{flat} = {amount}"
+        )
+    return "; ".join(parts)
+
+
+class AppliedTiersColumn(tables.Column):
+    """On the page in words; in the CSV as the API gives them (JSON, exact)."""
+
+    def render(self, value, record):
+        return applied_tiers_text(value, record.statement.currency)
+
+    def value(self, value, record):
+        return json.dumps(value or [])
+
+
 class StatementLineTable(tables.Table):
     meter = tables.Column(accessor="meter__name")
+    dimension = tables.Column(
+        verbose_name="Dimension",
+        default="",
+        attrs={"th": {"title": "Empty: every value no other line of the meter names."}},
+    )
     plan = tables.Column(accessor="plan_code", verbose_name="Plan")
+    charge_model = tables.Column(verbose_name="Charge model")
+
+    def render_charge_model(self, record):
+        return record.charge_model  # the short name, as in the API and the plan
+
     starts_on = tables.DateColumn(verbose_name="From", format="Y-m-d")
     ends_on = tables.DateColumn(verbose_name="To", format="Y-m-d")
     used = QuantityColumn()
     included = QuantityColumn()
     overage = QuantityColumn()
     unit_price = QuantityColumn(verbose_name="Unit price")
+    tiers = AppliedTiersColumn(verbose_name="Tiers applied", default="")
     amount = MoneyColumn()
 
     class Meta:

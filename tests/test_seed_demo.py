@@ -80,6 +80,22 @@ def test_demo_billing_plans_and_subscriptions(db, settings):
     assert custom.count() == resellers.count()
     assert all(p.items.get(meter__code="emails").overage_policy == "block" for p in custom)
     assert Statement.objects.filter(status="draft").count() == 66
+    # Every charge model shows: per-dimension items, volume, package, flat fees, a minimum.
+    from billing.models import PlanItem
+
+    items = PlanItem.objects.filter(plan__owner__kind="reseller", plan__customer__isnull=True)
+    assert set(items.filter(meter__code="storage_units").values_list("dimension", flat=True)) == {
+        "hot",
+        "cool",
+        None,
+    }
+    assert items.filter(meter__code="processing_units", dimension="ocr", charge_model="volume")
+    assert items.filter(meter__code="chat_sessions", charge_model="package", package_size=100)
+    assert Plan.objects.filter(code__endswith="-enterprise", minimum_commitment__gt=0).exists()
+    wholesale_calls = PlanItem.objects.filter(
+        plan__customer__kind="reseller", meter__code="call_minutes"
+    )
+    assert {item.charge_model for item in wholesale_calls} == {"volume"}
     snapshot = sorted(Subscription.objects.values_list("tenant__slug", "plan__code", "starts_on"))
     call_command("seed_demo", "--no-progress", "--no-usage")
     assert (

@@ -25,13 +25,28 @@ DECIMAL = {"max_digits": 20, "decimal_places": 6, "coerce_to_string": True}
 
 class PlanItemSerializer(serializers.ModelSerializer):
     meter = serializers.SlugRelatedField(slug_field="code", queryset=Meter.objects.all())
-    tiers = serializers.JSONField(required=False, help_text="[{up_to, unit_price}], last open")
+    tiers = serializers.JSONField(
+        required=False,
+        help_text="[{up_to, unit_price, flat_fee}]: up_to counts overage units, inclusive; "
+        "the last tier is open (up_to null); flat_fee defaults to 0",
+    )
+    dimension = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=256,
+        help_text="A value of the meter's grouping attribute; null: every value no other "
+        "item of the meter names.",
+    )
     thresholds = serializers.JSONField(required=False, help_text="percentages, e.g. [80, 100]")
 
     class Meta:
         model = PlanItem
         fields = [
             "meter",
+            "dimension",
+            "charge_model",
+            "package_size",
             "included_quantity",
             "limit",
             "overage_policy",
@@ -44,6 +59,9 @@ class PlanItemSerializer(serializers.ModelSerializer):
         try:
             cleaned = clean_plan_item(
                 meter=attrs.get("meter"),
+                dimension=attrs.get("dimension"),
+                charge_model=attrs.get("charge_model", PlanItem.ChargeModel.GRADUATED),
+                package_size=attrs.get("package_size"),
                 included_quantity=attrs.get("included_quantity", 0),
                 limit=attrs.get("limit"),
                 overage_policy=attrs.get("overage_policy", PlanItem.OveragePolicy.CHARGE),
@@ -77,6 +95,7 @@ class PlanSerializer(FrozenFieldsMixin, serializers.ModelSerializer):
             "customer",
             "currency",
             "base_fee",
+            "minimum_commitment",
             "billing_period",
             "description",
             "is_active",
@@ -104,8 +123,11 @@ class PlanSerializer(FrozenFieldsMixin, serializers.ModelSerializer):
             customer=current("customer"),
             currency=current("currency", "USD"),
             base_fee=current("base_fee"),
+            minimum_commitment=current("minimum_commitment"),
         )
-        duplicates = duplicate_meter_errors([i.get("meter") for i in attrs.get("items") or []])
+        duplicates = duplicate_meter_errors(
+            [(i.get("meter"), i.get("dimension")) for i in attrs.get("items") or []]
+        )
         if duplicates:
             errors["items"] = [
                 {"meter": [duplicates[i]]} if i in duplicates else {}
@@ -144,6 +166,8 @@ class StatementLineSerializer(serializers.ModelSerializer):
         model = StatementLine
         fields = [
             "meter",
+            "dimension",
+            "charge_model",
             "plan",
             "starts_on",
             "ends_on",
@@ -170,6 +194,8 @@ class StatementSerializer(serializers.ModelSerializer):
             "currency",
             "base_fee",
             "usage_amount",
+            "minimum_commitment",
+            "true_up",
             "total",
             "as_of",
             "finalized_at",
@@ -242,6 +268,9 @@ class MarginSerializer(serializers.Serializer):
 class EntitlementSerializer(serializers.Serializer):
     tenant = serializers.CharField(source="tenant.slug")
     meter = serializers.CharField(source="meter.code")
+    dimension = serializers.CharField(
+        allow_null=True, help_text="The dimension of the plan item that answered; null: all."
+    )
     allowed = serializers.BooleanField()
     used = serializers.DecimalField(max_digits=28, decimal_places=6)
     limit = serializers.DecimalField(allow_null=True, **DECIMAL)

@@ -348,6 +348,13 @@ class EntitlementView(PeriodMixin, APIView):
         parameters=[
             OpenApiParameter("tenant", str, required=True),
             OpenApiParameter("meter", str, required=True),
+            OpenApiParameter(
+                "dimension",
+                str,
+                description="A value of the meter's grouping attribute (e.g. tier hot); "
+                "absent: events without the attribute. The plan item that would price such "
+                "usage answers.",
+            ),
         ],
         responses=EntitlementSerializer,
     )
@@ -359,4 +366,8 @@ class EntitlementView(PeriodMixin, APIView):
         meter = Meter.objects.filter(code=code).first()
         if meter is None:
             raise ValidationError({"meter": [f"Unknown meter {code!r}."]})
-        return Response(EntitlementSerializer(entitlement(tenant, meter)).data)
+        dimension = request.query_params.get("dimension", "")
+        if len(dimension) > 256:
+            raise ValidationError({"dimension": ["At most 256 characters."]})
+        answer = entitlement(tenant, meter, dimension=dimension)
+        return Response(EntitlementSerializer(answer).data)

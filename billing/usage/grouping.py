@@ -17,6 +17,16 @@ class UsageFilters:
     category: str = ""
     source: str = ""
     dimension: str | None = None
+    # Every dimension but these (the rest of a meter priced per dimension value).
+    exclude_dimensions: tuple[str, ...] = ()
+
+    def admits(self, source: str, dimension: str) -> bool:
+        """Whether usage of this source and dimension passes the filters."""
+        return (
+            (not self.source or source == self.source)
+            and (self.dimension is None or dimension == self.dimension)
+            and dimension not in self.exclude_dimensions
+        )
 
 
 @dataclass

@@ -129,6 +129,8 @@ def read_stored(series, grouping, query, meters, skip) -> None:
         rows = rows.filter(source=query.filters.source)
     if query.filters.dimension is not None:
         rows = rows.filter(dimension=query.filters.dimension)
+    if query.filters.exclude_dimensions:
+        rows = rows.exclude(dimension__in=query.filters.exclude_dimensions)
     columns = ["tenant_id", "meter_id", "day"]
     if grouping.row_field:
         columns.append(grouping.row_field)
@@ -190,9 +192,7 @@ def add_recomputed_gauges(series, grouping, query, replaced) -> None:
             members = cursor.fetchall()
         lefts = dict(Tenant.objects.filter(pk__in={m[0] for m in members}).values_list("pk", "lft"))
         for tenant_id, _, day, dimension, source, value, count in members:
-            if query.filters.source and source != query.filters.source:
-                continue
-            if query.filters.dimension is not None and dimension != query.filters.dimension:
+            if not query.filters.admits(source, dimension):
                 continue
             column = {"source": source, "dimension": dimension}.get(grouping.row_field)
             child = grouping.member_group(lefts[tenant_id])
@@ -267,7 +267,9 @@ def seen_pairs(query, meters, per_day: bool):
     )
     if query.filters.source:
         stored = stored.filter(source=query.filters.source)
-    if query.filters.dimension not in (None, ""):
+    # Distinct counts have no dimension (their meters have no grouping attribute):
+    # a dimension filter other than "none" leaves nothing.
+    if query.filters.dimension not in (None, "") or "" in query.filters.exclude_dimensions:
         return
     grouping = query.grouping
     by_child = grouping.group_by == "child"

@@ -89,6 +89,10 @@ class TailQuery:
         if self.filters.source:
             where.append("e.source = %s")
             params.append(self.filters.source)
+        if self.filters.exclude_dimensions:
+            excluded = self.filters.exclude_dimensions
+            where.append(f"e.dimension NOT IN ({placeholders(excluded)})")
+            params.extend(excluded)
         if self.filters.dimension is not None:
             where.append("e.dimension = %s")
             params.append(self.filters.dimension)

@@ -30,6 +30,7 @@ def plan_form(owner, items, **fields):
         "owner": "" if owner is None else owner.pk,
         "currency": "USD",
         "base_fee": "10",
+        "minimum_commitment": "0",
         "billing_period": "month",
         "description": "",
         "is_active": "on",
@@ -45,12 +46,16 @@ def plan_form(owner, items, **fields):
             "included_quantity": "100",
             "limit": "",
             "overage_policy": "charge",
+            "charge_model": "graduated",
+            "package_size": "",
+            "dimension": "",
             "unit_price": "0.1",
             "thresholds": "80, 100",
             **{k: v for k, v in item.items() if k not in ("meter", "tiers")},
         }
         data.update({f"items-{i}-{k}": v for k, v in row.items()})
-        for r, (up_to, price) in enumerate(item.get("tiers", [])):
+        for r, (up_to, price, *fee) in enumerate(item.get("tiers", [])):
+            data.update({f"items-{i}-tiers-{r}-flat_fee": fee[0]} if fee else {})
             data.update(
                 {f"items-{i}-tiers-{r}-up_to": up_to, f"items-{i}-tiers-{r}-unit_price": price}
             )
@@ -190,7 +195,15 @@ def test_admin_shows_the_same_validation_messages(world, users, login):
         response = client.post(ADD, plan_form(world.reseller_a, [item]))
         assert response.status_code == 200 and message in form_errors(response), message
     response = client.post(ADD, plan_form(world.reseller_a, [{}, {}]))
-    assert "Please correct the duplicate data for meter." in form_errors(response)
+    assert "call_minutes appears more than once in this plan." in form_errors(response)
+    # One item per dimension value is fine; the same value twice is not.
+    ocr = {"meter": "processing_units", "dimension": "ocr"}
+    response = client.post(ADD, plan_form(world.reseller_a, [ocr, ocr]))
+    assert "processing_units (ocr) appears more than once in this plan." in form_errors(response)
+    response = client.post(ADD, plan_form(world.reseller_a, [{"charge_model": "package"}]))
+    assert "needs a package size" in form_errors(response)
+    response = client.post(ADD, plan_form(world.reseller_a, [{"charge_model": "volume"}]))
+    assert "A volume item needs tiers" in form_errors(response)
     response = client.post(ADD, plan_form(world.reseller_a, [{}], currency="ABC"))
     assert "ABC is not one of the available choices" in form_errors(response)
     assert not Plan.objects.exists()
@@ -343,8 +356,8 @@ def test_unit_price_is_optional_with_tiers_and_required_without(world, users, lo
     item = Plan.objects.get(code="a-admin").items.get()
     assert item.unit_price is None
     assert item.tiers == [
-        {"up_to": "5000", "unit_price": "0.05"},
-        {"up_to": None, "unit_price": "0.04"},
+        {"up_to": "5000", "unit_price": "0.05", "flat_fee": "0"},
+        {"up_to": None, "unit_price": "0.04", "flat_fee": "0"},
     ]
 
     # The API holds the same rule.
@@ -371,10 +384,33 @@ def test_tier_rows_are_read_in_order_and_blank_rows_skipped(world, users, login)
     response = login(users["manager_a"]).post(ADD, data)
     assert response.status_code == 302, form_errors(response)
     assert Plan.objects.get().items.get().tiers == [
-        {"up_to": "100", "unit_price": "0.3"},
-        {"up_to": "1000", "unit_price": "0.2"},
-        {"up_to": None, "unit_price": "0.1"},
+        {"up_to": "100", "unit_price": "0.3", "flat_fee": "0"},
+        {"up_to": "1000", "unit_price": "0.2", "flat_fee": "0"},
+        {"up_to": None, "unit_price": "0.1", "flat_fee": "0"},
     ]
+
+
+def test_admin_saves_dimension_items_flat_fees_and_a_minimum(world, users, login):
+    items = [
+        {"meter": "processing_units", "dimension": "ocr", "charge_model": "volume",
+         "unit_price": "", "tiers": [("10", "1", "5"), ("", "0.5", "20")]},
+        {"meter": "processing_units", "charge_model": "package", "package_size": "25",
+         "unit_price": "3"},
+    ]  # fmt: skip
+    data = plan_form(world.reseller_a, items, minimum_commitment="250")
+    response = login(users["manager_a"]).post(ADD, data)
+    assert response.status_code == 302, form_errors(response)
+    plan = Plan.objects.get(code="a-admin")
+    assert plan.minimum_commitment == D("250")
+    ocr, rest = plan.items.get(dimension="ocr"), plan.items.get(dimension=None)
+    assert (ocr.charge_model, ocr.tiers) == (
+        "volume",
+        [
+            {"up_to": "10", "unit_price": "1", "flat_fee": "5"},
+            {"up_to": None, "unit_price": "0.5", "flat_fee": "20"},
+        ],
+    )
+    assert (rest.charge_model, rest.package_size, rest.unit_price) == ("package", 25, D("3"))
 
 
 def test_tier_rows_report_every_row_at_fault(world, users, login):

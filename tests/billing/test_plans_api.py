@@ -40,7 +40,8 @@ def test_manager_creates_a_plan_with_items_inline(api, users):
     body = response.json()
     assert body["owner"] == "reseller-a"
     [item] = body["items"]
-    assert item["tiers"] == ITEM["tiers"]
+    # Tiers come back with their flat fee, "0" when none was given.
+    assert item["tiers"] == [{**tier, "flat_fee": "0"} for tier in ITEM["tiers"]]
     assert item["thresholds"] == [80, 100]  # normalized: sorted, unique
     assert item["limit"] == "1500.000000"
     plan = Plan.objects.get(code="a-basic")

@@ -7,7 +7,7 @@ import pytest
 
 from billing.models import PlanItem
 from billing.money import round_money
-from billing.rating import graduated_amount, prorated_fee, rate_item
+from billing.rating import prorated_fee, rate_item
 
 TIERS = [
     {"up_to": "100", "unit_price": "0.10"},
@@ -55,9 +55,8 @@ def test_zero_usage_and_no_allowance():
 
 def test_graduated_amount_is_additive_over_tiers():
     # Graduated (not volume) pricing: a unit's price depends only on its own tier.
-    assert graduated_amount(D("600"), TIERS) == D("100") * D("0.10") + D("400") * D("0.08") + D(
-        "100"
-    ) * D("0.05")
+    rated = rate_item(item(included_quantity=D("0"), tiers=TIERS), D("600"), "USD")
+    assert rated.amount == D("100") * D("0.10") + D("400") * D("0.08") + D("100") * D("0.05")
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,19 @@ def test_reseller_staff_sets_up_a_plan_and_changes_a_plan_mid_month(
     pick_tenant(page, "owner", "reseller", "Reseller A (reseller)")
     assert page.input_value("#id_currency") == "USD"
     page.fill("#id_base_fee", "49")
+    portals = str(Meter.objects.get(code="portals").pk)
+    page.select_option("#id_items-0-meter", portals)
+    # Fields show where they apply: portals has no grouping attribute, so no dimension;
+    # a package size only for the package model.
+    assert page.locator("#id_items-0-dimension").is_hidden()
+    assert page.locator("#id_items-0-package_size").is_hidden()
+    page.select_option("#id_items-0-charge_model", "package")
+    assert page.locator("#id_items-0-package_size").is_visible()
+    page.select_option("#id_items-0-charge_model", "graduated")
+    assert page.locator("#id_items-0-package_size").is_hidden()
     page.select_option("#id_items-0-meter", str(Meter.objects.get(code="call_minutes").pk))
+    assert page.locator("#id_items-0-dimension").is_visible()
+    assert page.get_attribute("#id_items-0-dimension", "placeholder").startswith("direction")
     page.fill("#id_items-0-included_quantity", "1000")
     rows = tier_rows(page)
     assert rows.locator("[data-tier-row]").count() == 2  # the blank rows served for no-JS
@@ -61,6 +73,7 @@ def test_reseller_staff_sets_up_a_plan_and_changes_a_plan_mid_month(
     second = rows.locator("[data-tier-row]").nth(1)
     assert second.locator("[data-tier-number]").inner_text() == "2"
     second.locator("input").nth(1).fill("0.04")  # its up-to left empty: the open last tier
+    second.locator("input").nth(2).fill("10")  # a flat fee once the tier is reached
     page.click("input[name=_save]")
     page.wait_for_url(f"{live_server.url}/admin/billing/plan/")
     assert "was added successfully" in page.locator(".messagelist").inner_text()
@@ -72,8 +85,8 @@ def test_reseller_staff_sets_up_a_plan_and_changes_a_plan_mid_month(
         "call_minutes", D("1000"), None,
     )  # fmt: skip
     assert item.tiers == [
-        {"up_to": "5000", "unit_price": "0.05"},
-        {"up_to": None, "unit_price": "0.04"},
+        {"up_to": "5000", "unit_price": "0.05", "flat_fee": "0"},
+        {"up_to": None, "unit_price": "0.04", "flat_fee": "10"},
     ]
 
     # Edit the description only: the blank item row and blank tier rows are ignored.

@@ -67,7 +67,7 @@ def test_meter_card_template_draws_the_plan_bar_only_with_a_plan():
     plain = MeterCard(meter, Decimal("900"), Decimal("0"))
     assert "plan-bar" not in render_to_string("reports/includes/meter_card.html", {"card": plain})
     planned = MeterCard(
-        meter, Decimal("900"), Decimal("0"), PlanAllowance(Decimal(1000), None, (80, 100))
+        meter, Decimal("900"), Decimal("0"), [PlanAllowance(Decimal(1000), None, (80, 100))]
     )
     html = render_to_string("reports/includes/meter_card.html", {"card": planned})
     assert 'class="plan-bar warn"' in html and "width: 90.0%" in html
