@@ -166,21 +166,30 @@ def poisson(rng: random.Random, mean: float) -> int:
 
 
 def load_demo_usage(end_day: date, days: int = DAYS, progress=None) -> int:
-    """Load demo usage for every demo organization and agent; returns events stored."""
+    """Load demo usage for every demo organization and agent; returns events stored.
+
+    `progress` (a tqdm bar) counts organizations, whose number is known up front
+    (the events' is not), so it can show the time left; it shows the events stored."""
     organizations = list(Tenant.objects.filter(kind=Tenant.Kind.ORGANIZATION).order_by("slug"))
     agents_by_org: dict[int, list[Tenant]] = {}
     for agent in Tenant.objects.filter(kind=Tenant.Kind.AGENT).order_by("slug"):
         agents_by_org.setdefault(agent.parent_id, []).append(agent)
-    stored, batch = 0, []
-    for event in DemoUsage(end_day, days=days).events(organizations, agents_by_org):
-        batch.append(event)
-        if len(batch) >= STORE_BATCH:
-            stored += store_events(batch).accepted
-            if progress is not None:
-                progress.update(len(batch))
-            batch = []
+    if progress is not None:
+        progress.reset(total=len(organizations))
+    usage, stored, batch = DemoUsage(end_day, days=days), 0, []
+    # One organization at a time draws the same events as all at once (one random
+    # stream, in the same order).
+    for org in organizations:
+        for event in usage.events([org], agents_by_org):
+            batch.append(event)
+            if len(batch) >= STORE_BATCH:
+                stored += store_events(batch).accepted
+                batch = []
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix_str(f"{stored:,} events stored")
     if batch:
         stored += store_events(batch).accepted
-        if progress is not None:
-            progress.update(len(batch))
+    if progress is not None:
+        progress.set_postfix_str(f"{stored:,} events stored")
     return stored

@@ -121,3 +121,32 @@ def test_meter_code_is_frozen_once_events_exist(world, users):
         assert "code" in error.message_dict
     else:
         raise AssertionError("renaming a meter with events must fail")
+
+
+def test_the_demo_load_shows_its_total_and_the_same_events_as_one_stream(world):
+    import io
+
+    from tqdm import tqdm
+
+    from metering.demo import load_demo_usage
+
+    today = timezone.now().date()
+    organizations = list(Tenant.objects.filter(kind="organization").order_by("slug"))
+    agents = {}
+    for agent in Tenant.objects.filter(kind="agent").order_by("slug"):
+        agents.setdefault(agent.parent_id, []).append(agent)
+    now = timezone.now()
+    one_stream = [
+        (e.event_id, e.quantity)
+        for e in DemoUsage(today, days=2, now=now).events(organizations, agents)
+    ]
+    out = io.StringIO()
+    with tqdm(file=out, mininterval=0) as bar:
+        stored = load_demo_usage(today, days=2, progress=bar)
+        assert (bar.total, bar.n) == (len(organizations), len(organizations))
+    assert f"{stored:,} events stored" in out.getvalue()
+    loaded = set(UsageEvent.objects.values_list("event_id", "quantity"))
+    # Drawn organization by organization, the events are those of one stream (only an
+    # event falling in the seconds between the two draws could differ).
+    assert set(one_stream) <= loaded
+    assert len(loaded) == stored and stored - len(one_stream) <= 5

@@ -58,7 +58,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Demo tree: {len(tree)} tenants ({created} new).")
             if not no_usage:
                 self.load_usage(days, no_progress)
-            self.load_billing()
+            self.load_billing(no_progress)
         self.print_logins(users, url)
 
     def load_usage(self, days: int, no_progress: bool):
@@ -68,17 +68,19 @@ class Command(BaseCommand):
         started = time.monotonic()
         # The full rollup below follows at once: no compactions meanwhile.
         with (
-            tqdm(desc="Usage events", unit="event", disable=no_progress) as bar,
+            tqdm(desc="Usage", unit="organization", disable=no_progress) as bar,
             override_settings(USAGE_COMPACT_EVENTS=0),
         ):
             stored = load_demo_usage(timezone.now().date(), days=days, progress=bar)
         seconds = time.monotonic() - started
         self.stdout.write(f"Demo usage: {stored:,} events in {seconds:.0f} s.")
 
-    def load_billing(self):
+    def load_billing(self, no_progress: bool = False):
         """Roll the usage up first, so statements and alerts read the billing table."""
         started = time.monotonic()
-        run = run_rollup(trigger="demo")
+        with tqdm(desc="Rollup", unit="day", disable=no_progress) as bar:
+            run = run_rollup(trigger="demo", progress=bar)
+        self.stdout.write("Plans, statements and alerts …")
         outcome = load_demo_billing(timezone.now().date())
         self.stdout.write(
             f"Demo billing: rollup of {run.days_recomputed} days, {outcome['plans']} plans, "
