@@ -10,6 +10,7 @@ instead of a 500 somewhere deeper.
 """
 
 import json
+import re
 from datetime import date, datetime
 
 from django.core.exceptions import ValidationError
@@ -36,10 +37,28 @@ def field_problem(name: str, value: str) -> str | None:
     return text_problem(value, single_line=not is_multiline_field(name))
 
 
-def data_problem(data) -> tuple[str, str] | None:
+# Characters the text rule refuses that strict JSON lets through unescaped.
+_RAW_REFUSED = re.compile(r"[\x7f-\x9f]")
+
+
+def could_hold_refused_text(source: str) -> bool:
+    """Whether JSON text could decode to a string the text rule refuses. Strict JSON
+    keeps control characters out of strings unless escaped, and a lone surrogate
+    only comes as an escape (no strict decoder yields one): without a backslash
+    and without DEL or a C1 control, no string in it breaks the rule."""
+    return "\\" in source or _RAW_REFUSED.search(source) is not None
+
+
+def data_problem(data, source: str | None = None) -> tuple[str, str] | None:
     """(field path, reason) for a value in parsed JSON that breaks the text or depth
     rules, or None when none does. Walks with its own stack, so depth is bounded by the rule,
-    not by the interpreter's recursion limit."""
+    not by the interpreter's recursion limit.
+
+    `source`, the JSON text `data` was parsed from (strictly), spares the text checks
+    of a body that cannot hold refused text (see could_hold_refused_text): a batch
+    of ten thousand events is then walked for its depth alone."""
+    if source is not None and not could_hold_refused_text(source):
+        return depth_problem(data)
     # (value, its key or index, the trail of its parent, depth); paths are only
     # spelled out for the value at fault.
     pending = [(data, None, None, 1)]
@@ -64,6 +83,23 @@ def data_problem(data) -> tuple[str, str] | None:
             if problem:
                 return trail_path(trail) or name.encode("unicode_escape").decode("ascii"), problem
             pending.append((item, name, trail, depth + 1))
+    return None
+
+
+def depth_problem(data) -> tuple[str, str] | None:
+    """data_problem's depth rule alone: only containers are walked."""
+    if not isinstance(data, (dict, list)):
+        return None
+    pending = [(data, None, None, 1)]
+    while pending:
+        value, step, parent, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            return trail_path((step, parent)), f"Nested more than {MAX_JSON_DEPTH} levels deep."
+        trail = (step, parent)
+        items = enumerate(value) if isinstance(value, list) else value.items()
+        pending.extend(
+            (item, key, trail, depth + 1) for key, item in items if isinstance(item, (dict, list))
+        )
     return None
 
 

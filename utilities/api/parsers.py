@@ -79,8 +79,9 @@ class StrictJSONParser(JSONParser):
         context = parser_context or {}
         body = read_body(stream, context.get("request"))
         try:
+            text = body.decode(get_encoding(context))
             data = json.loads(
-                body.decode(get_encoding(context)),
+                text,
                 parse_float=self.parse_float,
                 parse_int=self.parse_int,
                 parse_constant=reject_constant,
@@ -89,7 +90,7 @@ class StrictJSONParser(JSONParser):
             raise exceptions.ParseError(TOO_DEEP) from None
         except ValueError as error:  # UnicodeDecodeError and JSONDecodeError included
             raise exceptions.ParseError(f"The body is not valid JSON: {error}") from None
-        problem = data_problem(data)
+        problem = data_problem(data, source=text)
         if problem is not None:
             raise rejected(problem)
         return data
