@@ -5,33 +5,7 @@ import csv
 import io
 from decimal import Decimal as D
 
-import pytest
-from django.utils import timezone
-
-from billing.alerts import check_alerts
-from billing.models import Plan, PlanItem
-from billing.periods import month_of
-from billing.plans import subscribe
-from billing.tasks import after_rollup
 from metering.models import Meter
-
-
-@pytest.fixture
-def billed(world, report_usage):
-    period = month_of(timezone.now().date())
-    meter = Meter.objects.get(code="call_minutes")
-    retail = Plan.objects.create(code="a-retail", name="Retail", owner=world.reseller_a,
-                                 base_fee=D("100"))  # fmt: skip
-    PlanItem.objects.create(plan=retail, meter=meter, included_quantity=D("10"),
-                            limit=D("20"), unit_price=D("0.5"), thresholds=[50, 100])  # fmt: skip
-    wholesale = Plan.objects.create(code="a-wholesale", name="Wholesale", owner=world.partner,
-                                    customer=world.reseller_a, base_fee=D("40"))  # fmt: skip
-    PlanItem.objects.create(plan=wholesale, meter=meter, unit_price=D("0.2"))
-    subscribe(tenant=world.org_a, plan=retail, starts_on=period)
-    subscribe(tenant=world.reseller_a, plan=wholesale, starts_on=period)
-    after_rollup()
-    check_alerts()
-    return period
 
 
 def download(client, url) -> list[dict]:
