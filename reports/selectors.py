@@ -36,6 +36,23 @@ def in_catalog_order(meters) -> list[Meter]:
     return sorted(meters, key=lambda m: (CATALOG_POSITION.get(m.code, len(CATALOG)), m.code))
 
 
+# --- Tenants below a page's tenant ------------------------------------------
+
+PATH_SEPARATOR = " › "
+
+
+def tenant_paths(tenant: Tenant) -> dict[int, str]:
+    """Each tenant of the subtree by the names leading to it from `tenant`'s children
+    ("Org A › Agent 1"), so agents of the same name in two organizations read apart;
+    `tenant` itself by its own name. One query, however deep the subtree."""
+    rows = tenant.get_descendants().order_by("level").values_list("pk", "parent_id", "name")
+    paths = {tenant.pk: tenant.name}
+    for pk, parent_id, name in rows:
+        above = paths[parent_id] if parent_id != tenant.pk else ""
+        paths[pk] = f"{above}{PATH_SEPARATOR}{name}" if above else name
+    return paths
+
+
 # --- Plan allowances and charges, from billing -----------------------------
 
 

@@ -87,10 +87,18 @@ def test_records_page_filters_in_the_browser(page, live_server, report_usage, us
     page.wait_for_url(f"{live_server.url}/reports/t/reseller-a/")
     page.click("text=Detailed records")
     page.wait_for_url(f"{live_server.url}/reports/t/reseller-a/records/")
-    page.fill("#id_meter", "emails")
+    assert page.locator("#records-count").inner_text() == "1–7 of 7 records"
+    page.select_option("#id_meter", label="Call minutes")
+    page.fill("#id_start", str(report_usage))  # the date picker takes the ISO date
+    page.fill("#id_end", str(report_usage))
     page.click("form.filters button[type=submit]")
-    page.wait_for_url("**meter=emails**")
-    assert page.locator("#records-table tbody tr").count() == 1
+    page.wait_for_url("**meter=call_minutes**")
+    assert page.locator("#records-table tbody tr").count() == 3  # not the day before's
+    assert page.locator("#records-count").inner_text() == "1–3 of 3 records"
+    assert page.locator("#id_meter option:checked").inner_text() == "Call minutes"
+    assert page.locator("#id_start").input_value() == str(report_usage)
+    tenants = page.locator("#records-table tbody td:nth-child(2)").all_inner_texts()
+    assert sorted(tenants) == ["Org A", "Org A › Agent A", "Org A › Agent A"]
 
 
 def test_tenant_switcher_moves_between_memberships(page, live_server, report_usage, users, world):
