@@ -16,7 +16,13 @@ from billing.margin import BASE_FEE, is_seller, seller_margin
 from billing.models import Statement, UsageAlert
 from billing.periods import month_of
 from billing.plan_rules import alert_base, allowance_used_up, thresholds_crossed
-from billing.selectors import statement_totals, subscription_covering, usage_by_item
+from billing.selectors import (
+    StatementPricing,
+    statement_pricing,
+    statement_totals,
+    subscription_covering,
+    usage_by_item,
+)
 from billing.usage import UsageFilters, UsageSummary, usage_summary
 from metering.catalog import CATALOG
 from metering.models import Meter
@@ -465,6 +471,7 @@ class StatementsPage:
     customers: list  # statements of the tenants below it for `period`
     margin: object | None  # for sellers (partners and resellers)
     alerts: list
+    pricing: StatementPricing | None = None  # the plans behind `selected`'s lines
 
 
 def statements_overview(tenant: Tenant, period: date) -> StatementsPage:
@@ -482,7 +489,8 @@ def statements_overview(tenant: Tenant, period: date) -> StatementsPage:
             "tenant", "plan_item__meter"
         )
     )
-    return StatementsPage(period, own, selected, customers, margin, alerts)
+    pricing = statement_pricing(selected) if selected is not None else None
+    return StatementsPage(period, own, selected, customers, margin, alerts, pricing)
 
 
 def margin_meter_rows(margin) -> list[dict]:

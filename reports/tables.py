@@ -5,6 +5,7 @@ exact decimal string the usage API returns, so CSV and API agree to the digit.
 """
 
 import json
+from datetime import UTC
 from decimal import Decimal
 
 import django_tables2 as tables
@@ -12,6 +13,7 @@ from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.urls import reverse
 from django.utils.html import format_html
 
+from billing.forms import tiers_text
 from billing.money import round_money
 from metering.models import Meter, UsageEvent
 from reports.formatting import format_money, format_quantity
@@ -242,18 +244,18 @@ class MoneyColumn(QuantityColumn):
         return str(round_money(value, self.currency_of(record, table)))
 
 
-class StatementTable(tables.Table):
-    """Statements of a month; each tenant links to its own statements page."""
+def statement_url(record) -> str:
+    """The statement on its tenant's statements page (`record`: django-tables2 passes
+    arguments by name)."""
+    slug = record.tenant.slug
+    return reverse("reports:statements", args=[slug]) + f"?period={record.period:%Y-%m}"
 
-    tenant = tables.Column(
-        accessor="tenant__name",
-        verbose_name="Tenant",
-        linkify=lambda record: (
-            reverse("reports:statements", args=[record.tenant.slug])
-            + f"?period={record.period:%Y-%m}"
-        ),
-    )
-    period = tables.DateColumn(format="Y-m")
+
+class StatementTable(tables.Table):
+    """Statements; each tenant and each month links to that statement."""
+
+    tenant = tables.Column(accessor="tenant__name", verbose_name="Tenant", linkify=statement_url)
+    period = tables.Column(linkify=statement_url)  # a DateColumn's template drops links
     status = tables.Column()
     currency = tables.Column()
     base_fee = MoneyColumn(verbose_name="Base fee")
@@ -264,6 +266,12 @@ class StatementTable(tables.Table):
         attrs = {"class": "table", "id": "statements-table"}
         empty_text = "No statements."
         order_by = ("tenant",)
+
+    def render_period(self, value):
+        return f"{value:%Y-%m}"
+
+    def value_period(self, value):
+        return f"{value:%Y-%m}"  # the month, as on the page and in ?period=
 
 
 def applied_tiers_text(tiers, currency: str) -> str:
@@ -292,7 +300,26 @@ class AppliedTiersColumn(tables.Column):
         return json.dumps(value or [])
 
 
+class PlanTiersColumn(tables.Column):
+    """The plan item's tiers, all of them, as they stood when the line was rated: on
+    the page in words, in the CSV as the plans API gives them."""
+
+    def item(self, record, table):
+        return table.pricing.item_of(record) if table.pricing else None
+
+    def render(self, record, table):
+        item = self.item(record, table)
+        return tiers_text(item.tiers, record.statement.currency) if item and item.tiers else ""
+
+    def value(self, record, table):
+        item = self.item(record, table)
+        return json.dumps(item.tiers) if item and item.tiers else ""
+
+
 class StatementLineTable(tables.Table):
+    """A statement's lines; `pricing` (billing.selectors.StatementPricing) names the
+    plans and gives the tiers each line's plan item had."""
+
     meter = tables.Column(accessor="meter__name")
     dimension = tables.Column(
         verbose_name="Dimension",
@@ -301,6 +328,16 @@ class StatementLineTable(tables.Table):
     )
     plan = tables.Column(accessor="plan_code", verbose_name="Plan")
     charge_model = tables.Column(verbose_name="Charge model")
+
+    def __init__(self, *args, pricing=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pricing = pricing
+
+    def render_plan(self, value):
+        return self.pricing.plan_label(value) if self.pricing else value
+
+    def value_plan(self, value):
+        return self.render_plan(value)
 
     def render_charge_model(self, record):
         return record.charge_model  # the short name, as in the API and the plan
@@ -311,6 +348,7 @@ class StatementLineTable(tables.Table):
     included = QuantityColumn()
     overage = QuantityColumn()
     unit_price = QuantityColumn(verbose_name="Unit price")
+    plan_tiers = PlanTiersColumn(verbose_name="Plan tiers", empty_values=(), orderable=False)
     tiers = AppliedTiersColumn(verbose_name="Tiers applied", default="")
     amount = MoneyColumn()
 
@@ -398,3 +436,6 @@ class UsageAlertTable(tables.Table):
         attrs = {"class": "table", "id": "alerts-table"}
         empty_text = "No thresholds crossed this month."
         orderable = False
+
+    def value_raised_at(self, value):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # ISO 8601, to the second

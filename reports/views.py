@@ -216,7 +216,8 @@ def statement_tables(page) -> dict:
         "alerts": UsageAlertTable(page.alerts),
     }
     if page.selected is not None:
-        tables["lines"] = StatementLineTable(page.selected.lines.select_related("meter"))
+        lines = page.selected.lines.select_related("meter")
+        tables["lines"] = StatementLineTable(lines, pricing=page.pricing)
     if page.margin is not None:
         margin = page.margin
         tables["margin"] = MarginTable(margin_meter_rows(margin), currency=margin.currency)
