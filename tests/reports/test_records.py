@@ -189,3 +189,22 @@ def test_records_are_not_counted_past_the_limit_of_events_in_range(
     assert "1–6 of 6 records" in page
     page = client.get("/reports/t/reseller-a/records/", {**day, "meter": "emails"})
     assert "1–1 of 1 record<" in page.content.decode()
+
+
+def test_tenant_sort_groups_each_organization_with_its_agents(report_usage, users, login, world):
+    org_c = make_tenant("organization", world.reseller_a, slug="org-c", name="Org C")
+    make_tenant("agent", org_c, slug="agent-c", name="Agent A")
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    ingest_events(
+        [{"event_id": f"s{n}", "tenant": slug, "meter": "emails", "quantity": "1",
+          "timestamp": at.isoformat()} for n, slug in enumerate(["org-c", "agent-c"])],
+        principal=PlatformPrincipal(),
+    )  # fmt: skip
+    client = login(users["manager_a"])
+    params = {"sort": "tenant"}
+    page = client.get("/reports/t/reseller-a/records/", params).content.decode()
+    shown = [r[1] for r in html_table(page, "records-table")[1:]]
+    assert shown == ["Org A"] * 2 + ["Org A › Agent A"] * 5 + ["Org C", "Org C › Agent A"]
+    exported = csv_rows(client.get("/reports/t/reseller-a/records/csv/", params))
+    assert [r[1] for r in exported[1:]] == shown
+    assert [r[0] for r in exported[1:3]] == sorted(r[0] for r in exported[1:3])  # then by time
