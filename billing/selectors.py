@@ -3,6 +3,7 @@ which subscriptions cover a month, the stored statements, a tenant's usage of
 its plan's meters. Writes live in billing.plans and billing.statements."""
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
@@ -109,3 +110,36 @@ def statement_totals(tenant_ids, period: date) -> dict[int, Statement]:
     """The stored statement of each of these tenants for `period`, by tenant id."""
     statements = Statement.objects.filter(tenant_id__in=list(tenant_ids), period=period)
     return {statement.tenant_id: statement for statement in statements}
+
+
+@dataclass(frozen=True)
+class StatementPricing:
+    """The plans and plan items behind a statement's lines, as they stood when the
+    statement was last rated (its `as_of`, read from the plans' history): a final
+    statement keeps the prices it was rated with, whatever was edited since."""
+
+    plans: dict[str, Plan]  # by code (a plan's code never changes)
+    items: dict[tuple[str, int, str | None], PlanItem]  # by (plan code, meter id, dimension)
+
+    def plan_label(self, code: str) -> str:
+        plan = self.plans.get(code)
+        return code if plan is None else f"{plan.name} ({code})"
+
+    def item_of(self, line) -> PlanItem | None:
+        return self.items.get((line.plan_code, line.meter_id, line.dimension))
+
+
+def statement_pricing(statement: Statement) -> StatementPricing:
+    """Rows without history at the statement's `as_of` (written before history was
+    kept, or by a data migration) read as they are now."""
+    codes = set(statement.lines.values_list("plan_code", flat=True))
+    plans = {plan.pk: plan for plan in Plan.objects.filter(code__in=codes)}
+    plans.update({p.pk: p for p in Plan.history.as_of(statement.as_of).filter(pk__in=list(plans))})
+    items = [
+        *PlanItem.objects.filter(plan_id__in=list(plans)),
+        *PlanItem.history.as_of(statement.as_of).filter(plan_id__in=list(plans)),  # wins
+    ]
+    return StatementPricing(
+        plans={plan.code: plan for plan in plans.values()},
+        items={(plans[i.plan_id].code, i.meter_id, i.dimension): i for i in items},
+    )

@@ -15,6 +15,9 @@ from reports.date_ranges import CUSTOM, PRESETS, THIS_MONTH, DateRange, preset_r
 from reports.selectors import STACK_BY, in_catalog_order
 
 CATEGORIES = Meter.Category.choices
+PRESET_NAMES = dict(PRESETS)
+# Every date on the page is written this way; a date box may show the browser's own format.
+DATE_HINT = "YYYY-MM-DD, UTC"
 
 
 class ReportQueryForm(UsageQueryForm):
@@ -38,8 +41,9 @@ class ReportQueryForm(UsageQueryForm):
         self.fields["category"].widget = forms.HiddenInput()
         self.fields["group_by"].widget = forms.HiddenInput()
         self.fields["stack"].widget = forms.HiddenInput()  # chosen next to the chart
-        self.fields["start"].widget = forms.DateInput(attrs={"type": "date"})
-        self.fields["end"].widget = forms.DateInput(attrs={"type": "date"})
+        for name in ("start", "end"):
+            self.fields[name].widget = forms.DateInput(attrs={"type": "date"})
+            self.fields[name].help_text = DATE_HINT
         self.fields["meter"].widget = forms.Select(choices=self.meter_choices())
         self.fields["meter"].help_text = ""
         self.fields["dimension"].help_text = ""
@@ -53,10 +57,24 @@ class ReportQueryForm(UsageQueryForm):
         preset = cleaned.get("period") or THIS_MONTH
         if preset != CUSTOM and not self.errors:
             dates = preset_range(preset, timezone.now().date())
-            cleaned["start"], cleaned["end"] = dates.start, dates.end
+            typed = (cleaned["start"], cleaned["end"])
+            if self.dates_typed() and typed != (dates.start, dates.end):
+                # Typed dates mean a custom range, whatever the preset still says;
+                # the select then shows what the page shows.
+                preset = self.data["period"] = CUSTOM
+            else:
+                cleaned["start"], cleaned["end"] = dates.start, dates.end
         cleaned["period"] = preset
         cleaned["stack"] = cleaned.get("stack") or "child"
         return cleaned
+
+    def dates_typed(self) -> bool:
+        return bool(self.data.get("start") or self.data.get("end"))
+
+    @property
+    def range_name(self) -> str:
+        """What the period line calls the range shown: "this month", "custom range"."""
+        return PRESET_NAMES[self.cleaned_data["period"]].lower()
 
     @property
     def report_period(self) -> DateRange:

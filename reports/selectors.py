@@ -16,7 +16,13 @@ from billing.margin import BASE_FEE, is_seller, seller_margin
 from billing.models import Statement, UsageAlert
 from billing.periods import month_of
 from billing.plan_rules import alert_base, allowance_used_up, thresholds_crossed
-from billing.selectors import statement_totals, subscription_covering, usage_by_item
+from billing.selectors import (
+    StatementPricing,
+    statement_pricing,
+    statement_totals,
+    subscription_covering,
+    usage_by_item,
+)
 from billing.usage import UsageFilters, UsageSummary, usage_summary
 from metering.catalog import CATALOG
 from metering.models import Meter
@@ -34,6 +40,23 @@ CATALOG_POSITION = {row[0]: n for n, row in enumerate(CATALOG)}
 
 def in_catalog_order(meters) -> list[Meter]:
     return sorted(meters, key=lambda m: (CATALOG_POSITION.get(m.code, len(CATALOG)), m.code))
+
+
+# --- Tenants below a page's tenant ------------------------------------------
+
+PATH_SEPARATOR = " › "
+
+
+def tenant_paths(tenant: Tenant) -> dict[int, str]:
+    """Each tenant of the subtree by the names leading to it from `tenant`'s children
+    ("Org A › Agent 1"), so agents of the same name in two organizations read apart;
+    `tenant` itself by its own name. One query, however deep the subtree."""
+    rows = tenant.get_descendants().order_by("level").values_list("pk", "parent_id", "name")
+    paths = {tenant.pk: tenant.name}
+    for pk, parent_id, name in rows:
+        above = paths[parent_id] if parent_id != tenant.pk else ""
+        paths[pk] = f"{above}{PATH_SEPARATOR}{name}" if above else name
+    return paths
 
 
 # --- Plan allowances and charges, from billing -----------------------------
@@ -448,6 +471,7 @@ class StatementsPage:
     customers: list  # statements of the tenants below it for `period`
     margin: object | None  # for sellers (partners and resellers)
     alerts: list
+    pricing: StatementPricing | None = None  # the plans behind `selected`'s lines
 
 
 def statements_overview(tenant: Tenant, period: date) -> StatementsPage:
@@ -465,7 +489,8 @@ def statements_overview(tenant: Tenant, period: date) -> StatementsPage:
             "tenant", "plan_item__meter"
         )
     )
-    return StatementsPage(period, own, selected, customers, margin, alerts)
+    pricing = statement_pricing(selected) if selected is not None else None
+    return StatementsPage(period, own, selected, customers, margin, alerts, pricing)
 
 
 def margin_meter_rows(margin) -> list[dict]:

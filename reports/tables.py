@@ -5,6 +5,7 @@ exact decimal string the usage API returns, so CSV and API agree to the digit.
 """
 
 import json
+from datetime import UTC
 from decimal import Decimal
 
 import django_tables2 as tables
@@ -12,6 +13,7 @@ from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.urls import reverse
 from django.utils.html import format_html
 
+from billing.forms import tiers_text
 from billing.money import round_money
 from metering.models import Meter, UsageEvent
 from reports.formatting import format_money, format_quantity
@@ -38,6 +40,16 @@ def paginate(table, request, *, per_page: int, paginator_class=Paginator):
     except (EmptyPage, PageNotAnInteger):
         table.paginate(paginator_class, per_page=per_page, page=1)
     return table
+
+
+def shown_rows(table) -> tuple[int, int]:
+    """The 1-based numbers of the first and last rows on the page shown ((0, 0) for
+    none), without asking the paginator for a count: a LazyPaginator has none."""
+    rows = len(table.page.object_list)
+    if not rows:
+        return 0, 0
+    first = (table.page.number - 1) * table.paginator.per_page + 1
+    return first, first + rows - 1
 
 
 class QuantityColumn(tables.Column):
@@ -133,17 +145,24 @@ class UsageEventTable(tables.Table):
     `export_values` writes the CSV: each shown column as a values() path and how
     its cell is written, read in one streamed query. Records run to millions and
     django-tables2 spends about a millisecond a row building cells.
+
+    A tenant reads as its path below the page's tenant (`tenant_paths`: agents of
+    the same name in two organizations differ); the CSV adds its slug, the key
+    other systems know it by.
     """
 
     # The id breaks ties between events of the same instant, so pages and CSV agree.
     occurred_at = tables.DateTimeColumn(
         verbose_name="Time (UTC)", format="Y-m-d H:i:s", order_by=("occurred_at", "id")
     )
+    # In tree order: each organization next to its agents, as the paths read.
     tenant = tables.Column(
         verbose_name="Tenant",
         accessor="tenant__name",
         linkify=("reports:tenant", {"slug": tables.A("tenant__slug")}),
+        order_by=("tenant__tree_id", "tenant__lft", "occurred_at", "id"),
     )
+    tenant_slug = tables.Column(verbose_name="Tenant slug", accessor="tenant__slug", visible=False)
     meter = tables.Column(verbose_name="Meter", accessor="meter__code")
     quantity = QuantityColumn()
     unit = tables.Column(verbose_name="Unit", accessor="meter__unit", orderable=False)
@@ -157,6 +176,7 @@ class UsageEventTable(tables.Table):
         sequence = (
             "occurred_at",
             "tenant",
+            "tenant_slug",
             "meter",
             "quantity",
             "unit",
@@ -170,7 +190,8 @@ class UsageEventTable(tables.Table):
 
     export_values = {
         "occurred_at": ("occurred_at", lambda v: v.isoformat()),
-        "tenant": ("tenant__name", str),
+        # "tenant": its path, set per table in __init__
+        "tenant_slug": ("tenant__slug", str),
         "meter": ("meter__code", str),
         "quantity": ("quantity", str),
         "unit": ("meter__unit", str),
@@ -178,6 +199,17 @@ class UsageEventTable(tables.Table):
         "dimension": ("dimension", str),
         "event_id": ("event_id", str),
     }
+
+    def __init__(self, data, *, tenant_paths: dict[int, str], **kwargs):
+        super().__init__(data, **kwargs)
+        self.tenant_paths = tenant_paths
+        self.export_values = {
+            **self.export_values,
+            "tenant": ("tenant_id", lambda pk: tenant_paths.get(pk, "")),
+        }
+
+    def render_tenant(self, value, record):
+        return self.tenant_paths.get(record.tenant_id, value)
 
     def render_unit(self, record):
         return record.meter.unit  # the unit code, as in the usage API and the meter cards
@@ -212,18 +244,18 @@ class MoneyColumn(QuantityColumn):
         return str(round_money(value, self.currency_of(record, table)))
 
 
-class StatementTable(tables.Table):
-    """Statements of a month; each tenant links to its own statements page."""
+def statement_url(record) -> str:
+    """The statement on its tenant's statements page (`record`: django-tables2 passes
+    arguments by name)."""
+    slug = record.tenant.slug
+    return reverse("reports:statements", args=[slug]) + f"?period={record.period:%Y-%m}"
 
-    tenant = tables.Column(
-        accessor="tenant__name",
-        verbose_name="Tenant",
-        linkify=lambda record: (
-            reverse("reports:statements", args=[record.tenant.slug])
-            + f"?period={record.period:%Y-%m}"
-        ),
-    )
-    period = tables.DateColumn(format="Y-m")
+
+class StatementTable(tables.Table):
+    """Statements; each tenant and each month links to that statement."""
+
+    tenant = tables.Column(accessor="tenant__name", verbose_name="Tenant", linkify=statement_url)
+    period = tables.Column(linkify=statement_url)  # a DateColumn's template drops links
     status = tables.Column()
     currency = tables.Column()
     base_fee = MoneyColumn(verbose_name="Base fee")
@@ -234,6 +266,12 @@ class StatementTable(tables.Table):
         attrs = {"class": "table", "id": "statements-table"}
         empty_text = "No statements."
         order_by = ("tenant",)
+
+    def render_period(self, value):
+        return f"{value:%Y-%m}"
+
+    def value_period(self, value):
+        return f"{value:%Y-%m}"  # the month, as on the page and in ?period=
 
 
 def applied_tiers_text(tiers, currency: str) -> str:
@@ -262,7 +300,26 @@ class AppliedTiersColumn(tables.Column):
         return json.dumps(value or [])
 
 
+class PlanTiersColumn(tables.Column):
+    """The plan item's tiers, all of them, as they stood when the line was rated: on
+    the page in words, in the CSV as the plans API gives them."""
+
+    def item(self, record, table):
+        return table.pricing.item_of(record) if table.pricing else None
+
+    def render(self, record, table):
+        item = self.item(record, table)
+        return tiers_text(item.tiers, record.statement.currency) if item and item.tiers else ""
+
+    def value(self, record, table):
+        item = self.item(record, table)
+        return json.dumps(item.tiers) if item and item.tiers else ""
+
+
 class StatementLineTable(tables.Table):
+    """A statement's lines; `pricing` (billing.selectors.StatementPricing) names the
+    plans and gives the tiers each line's plan item had."""
+
     meter = tables.Column(accessor="meter__name")
     dimension = tables.Column(
         verbose_name="Dimension",
@@ -271,6 +328,16 @@ class StatementLineTable(tables.Table):
     )
     plan = tables.Column(accessor="plan_code", verbose_name="Plan")
     charge_model = tables.Column(verbose_name="Charge model")
+
+    def __init__(self, *args, pricing=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pricing = pricing
+
+    def render_plan(self, value):
+        return self.pricing.plan_label(value) if self.pricing else value
+
+    def value_plan(self, value):
+        return self.render_plan(value)
 
     def render_charge_model(self, record):
         return record.charge_model  # the short name, as in the API and the plan
@@ -281,6 +348,7 @@ class StatementLineTable(tables.Table):
     included = QuantityColumn()
     overage = QuantityColumn()
     unit_price = QuantityColumn(verbose_name="Unit price")
+    plan_tiers = PlanTiersColumn(verbose_name="Plan tiers", empty_values=(), orderable=False)
     tiers = AppliedTiersColumn(verbose_name="Tiers applied", default="")
     amount = MoneyColumn()
 
@@ -368,3 +436,6 @@ class UsageAlertTable(tables.Table):
         attrs = {"class": "table", "id": "alerts-table"}
         empty_text = "No thresholds crossed this month."
         orderable = False
+
+    def value_raised_at(self, value):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # ISO 8601, to the second

@@ -13,15 +13,16 @@ from django_tables2.paginators import LazyPaginator
 from accounts.models import Tenant, subtrees_q
 from accounts.selectors import top_tenants, visible_ancestors
 from billing.periods import requested_month
-from metering.filtersets import UsageEventFilterSet
 from metering.models import Meter, UsageEvent
 from reports.exports import queryset_table_csv, table_csv
+from reports.filtersets import RecordsFilterSet
 from reports.forms import CATEGORIES, ReportQueryForm
 from reports.selectors import (
     daily_series,
     in_catalog_order,
     margin_meter_rows,
     statements_overview,
+    tenant_paths,
     tenant_report,
 )
 from reports.tables import (
@@ -35,6 +36,7 @@ from reports.tables import (
     UsageChartTable,
     UsageEventTable,
     paginate,
+    shown_rows,
 )
 
 CHILDREN_PER_PAGE = 50
@@ -165,7 +167,7 @@ class ReportChartView(LoginRequiredMixin, BaseLineChartView):
 def records_page(request, slug):
     tenant = visible_tenant_or_404(request, slug)
     records = filtered_records(request, tenant)
-    table = UsageEventTable(records.qs)
+    table = UsageEventTable(records.qs, tenant_paths=tenant_paths(tenant))
     RequestConfig(request, paginate=False).configure(table)
     paginate(table, request, per_page=RECORDS_PER_PAGE, paginator_class=LazyPaginator)
     context = {
@@ -173,6 +175,8 @@ def records_page(request, slug):
         "ancestors": visible_ancestors(request.user, tenant),
         "filter": records,
         "table": table,
+        "shown": shown_rows(table),
+        "total": records.total(),
     }
     return render(request, "reports/records.html", context, status=400 if records.errors else 200)
 
@@ -183,7 +187,7 @@ def records_csv(request, slug):
     records = filtered_records(request, tenant)
     if records.errors:
         return HttpResponseBadRequest(filter_errors(records.form), content_type="text/plain")
-    table = UsageEventTable(records.qs)
+    table = UsageEventTable(records.qs, tenant_paths=tenant_paths(tenant))
     RequestConfig(request, paginate=False).configure(table)
     return queryset_table_csv(table, f"records-{tenant.slug}.csv")
 
@@ -192,7 +196,7 @@ def filter_errors(form) -> str:
     return "\n".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
 
 
-def filtered_records(request, tenant: Tenant) -> UsageEventFilterSet:
+def filtered_records(request, tenant: Tenant) -> RecordsFilterSet:
     """The events filterset of the records API, pinned to this tenant's subtree."""
     data = request.GET.copy()
     data["tenant"] = tenant.slug
@@ -201,7 +205,7 @@ def filtered_records(request, tenant: Tenant) -> UsageEventFilterSet:
         .filter(subtrees_q([tenant], "tenant__"))
         .select_related("tenant", "meter")
     )
-    return UsageEventFilterSet(data, queryset=events, request=request)
+    return RecordsFilterSet(data, queryset=events, request=request)
 
 
 def statement_tables(page) -> dict:
@@ -212,7 +216,8 @@ def statement_tables(page) -> dict:
         "alerts": UsageAlertTable(page.alerts),
     }
     if page.selected is not None:
-        tables["lines"] = StatementLineTable(page.selected.lines.select_related("meter"))
+        lines = page.selected.lines.select_related("meter")
+        tables["lines"] = StatementLineTable(lines, pricing=page.pricing)
     if page.margin is not None:
         margin = page.margin
         tables["margin"] = MarginTable(margin_meter_rows(margin), currency=margin.currency)

@@ -1,5 +1,6 @@
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal as D
 
 import pytest
 from django.db import connection
@@ -7,7 +8,13 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import PlatformPrincipal, Tenant
+from billing.alerts import check_alerts
+from billing.models import Plan, PlanItem
+from billing.periods import month_of
+from billing.plans import subscribe
+from billing.tasks import after_rollup
 from metering.ingestion import ingest_events
+from metering.models import Meter
 from reports.date_ranges import THIS_MONTH, preset_range
 from tests.factories import PASSWORD, make_tenant, make_user
 
@@ -149,6 +156,26 @@ def report_usage(world):
         principal=PlatformPrincipal(),
     )
     return today
+
+
+@pytest.fixture
+def billed(world, report_usage):
+    """A month of statements and alerts: Org A on a reseller's retail plan (a 20-minute
+    limit, alerts at 50 and 100 %), Reseller A on its partner's wholesale plan."""
+    period = month_of(timezone.now().date())
+    meter = Meter.objects.get(code="call_minutes")
+    retail = Plan.objects.create(code="a-retail", name="Retail", owner=world.reseller_a,
+                                 base_fee=D("100"))  # fmt: skip
+    PlanItem.objects.create(plan=retail, meter=meter, included_quantity=D("10"),
+                            limit=D("20"), unit_price=D("0.5"), thresholds=[50, 100])  # fmt: skip
+    wholesale = Plan.objects.create(code="a-wholesale", name="Wholesale", owner=world.partner,
+                                    customer=world.reseller_a, base_fee=D("40"))  # fmt: skip
+    PlanItem.objects.create(plan=wholesale, meter=meter, unit_price=D("0.2"))
+    subscribe(tenant=world.org_a, plan=retail, starts_on=period)
+    subscribe(tenant=world.reseller_a, plan=wholesale, starts_on=period)
+    after_rollup()
+    check_alerts()
+    return period
 
 
 __all__ = ["PASSWORD"]

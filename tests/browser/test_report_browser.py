@@ -2,6 +2,7 @@
 
 import csv
 import io
+from datetime import timedelta
 
 import pytest
 
@@ -86,10 +87,18 @@ def test_records_page_filters_in_the_browser(page, live_server, report_usage, us
     page.wait_for_url(f"{live_server.url}/reports/t/reseller-a/")
     page.click("text=Detailed records")
     page.wait_for_url(f"{live_server.url}/reports/t/reseller-a/records/")
-    page.fill("#id_meter", "emails")
+    assert page.locator("#records-count").inner_text() == "1–7 of 7 records"
+    page.select_option("#id_meter", label="Call minutes")
+    page.fill("#id_start", str(report_usage))  # the date picker takes the ISO date
+    page.fill("#id_end", str(report_usage))
     page.click("form.filters button[type=submit]")
-    page.wait_for_url("**meter=emails**")
-    assert page.locator("#records-table tbody tr").count() == 1
+    page.wait_for_url("**meter=call_minutes**")
+    assert page.locator("#records-table tbody tr").count() == 3  # not the day before's
+    assert page.locator("#records-count").inner_text() == "1–3 of 3 records"
+    assert page.locator("#id_meter option:checked").inner_text() == "Call minutes"
+    assert page.locator("#id_start").input_value() == str(report_usage)
+    tenants = page.locator("#records-table tbody td:nth-child(2)").all_inner_texts()
+    assert sorted(tenants) == ["Org A", "Org A › Agent A", "Org A › Agent A"]
 
 
 def test_tenant_switcher_moves_between_memberships(page, live_server, report_usage, users, world):
@@ -103,3 +112,46 @@ def test_tenant_switcher_moves_between_memberships(page, live_server, report_usa
     page.click(".switcher summary")
     page.click(".switcher >> text=Org A")
     page.wait_for_url(f"{live_server.url}/reports/t/org-a/")
+
+
+def test_typed_dates_apply_and_a_preset_clears_them(page, live_server, report_usage, users):
+    sign_in(page, live_server, "alice")
+    page.wait_for_url(f"{live_server.url}/reports/t/reseller-a/")
+    page.goto(f"{live_server.url}/reports/t/reseller-a/?category=communications")
+    assert page.locator("#id_period").input_value() == "this_month"
+    start, end = report_usage - timedelta(days=40), report_usage - timedelta(days=3)
+    page.fill("#id_start", str(start))
+    page.fill("#id_end", str(end))
+    assert page.locator("#id_period").input_value() == "custom"  # it follows the typing
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**start=**")
+    assert page.locator("#id_period").input_value() == "custom"
+    assert f"{start} to {end} (custom range" in page.locator("p.period").inner_text()
+    assert page.locator('[data-meter="call_minutes"] .total').inner_text() == "10 minutes"
+    # Back to a preset: the typed dates go, this month shows again.
+    page.select_option("#id_period", "this_month")
+    assert page.locator("#id_start").input_value() == ""
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**period=this_month**")
+    assert "(this month, " in page.locator("p.period").inner_text()
+    assert page.locator('[data-meter="call_minutes"] .total').inner_text() == "16.25 minutes"
+
+
+def test_dates_typed_under_a_preset_apply_without_javascript(
+    browser, live_server, report_usage, users
+):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        sign_in(page, live_server, "alice")
+        page.wait_for_url(f"{live_server.url}/reports/t/reseller-a/")
+        page.goto(f"{live_server.url}/reports/t/reseller-a/?category=communications")
+        start, end = report_usage - timedelta(days=40), report_usage - timedelta(days=3)
+        page.fill("#id_start", str(start))
+        page.fill("#id_end", str(end))
+        page.click("form.filters button[type=submit]")
+        page.wait_for_url("**period=this_month**")  # the select was left as it was
+        assert f"{start} to {end} (custom range" in page.locator("p.period").inner_text()
+        assert page.locator("#id_period").input_value() == "custom"
+    finally:
+        context.close()

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -83,3 +85,22 @@ def test_switcher_lists_each_membership(world, users, login):
     page = login(user).get("/reports/").content.decode()
     assert 'class="switcher"' in page
     assert "/reports/t/org-a/" in page and "/reports/t/org-b/" in page
+
+
+def top_bar_links(page: str) -> list[str]:
+    bar = page[page.index('<header class="topbar"') : page.index("</header>")]
+    return re.findall(r'href="([^"]+)"', bar)
+
+
+@pytest.mark.parametrize("user", ["manager_a", "viewer_a"])
+@pytest.mark.parametrize(
+    "path",
+    ["/reports/t/reseller-a/", "/reports/t/org-a/records/", "/reports/t/agent-a/statements/"],
+)
+def test_every_top_bar_link_answers_for_a_reseller_user(world, users, login, user, path):
+    client = login(users[user])
+    links = top_bar_links(client.get(path).content.decode())
+    assert {"/reports/", "/api/v1/", "/reports/t/reseller-a/"} <= set(links)
+    assert ("/admin/" in links) == users[user].is_staff
+    for link in links:
+        assert client.get(link, follow=True).status_code == 200, link

@@ -2,6 +2,7 @@
 
 import csv
 import io
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -148,11 +149,41 @@ def test_custom_range_and_invalid_filters(report_usage, users, login):
     ok = client.get(
         "/reports/t/reseller-a/", {**COMMS, "period": "custom", "start": day, "end": day}
     )
-    assert ok.status_code == 200 and f"{day} – {day} (1 day)" in ok.content.decode()
+    assert ok.status_code == 200 and f"{day} to {day} (custom range, 1 day)" in ok.content.decode()
     bad = client.get("/reports/t/reseller-a/", {**COMMS, "meter": "no_such_meter"})
     assert bad.status_code == 400 and "Unknown meter" in bad.content.decode()
     backwards = {"period": "custom", "start": day, "end": "2020-01-01"}
     assert client.get("/reports/t/reseller-a/", backwards).status_code == 400
+
+
+def test_typed_dates_win_over_the_preset(report_usage, users, login):
+    client = login(users["manager_a"])
+    today = report_usage
+    start, end = today - timedelta(days=40), today - timedelta(days=3)
+    params = {**COMMS, "period": "this_month", "start": str(start), "end": str(end)}
+    page = client.get("/reports/t/reseller-a/", params).content.decode()
+    days = (end - start).days + 1
+    assert f"{start} to {end} (custom range, {days} days)" in page
+    assert '<option value="custom" selected>' in page
+    # The 10 minutes of the day before this month, none of today's 16.25.
+    rows = csv_rows(client.get("/reports/t/reseller-a/csv/", {**params, "table": "meters"}))
+    assert {r[1]: r[3] for r in rows[1:]}["call_minutes"] == "10.000000"
+    # Dates equal to the preset's keep the preset (a bookmark of "this month" rolls on).
+    this_month = {**COMMS, "period": "this_month", "start": str(today.replace(day=1)),
+                  "end": str(today)}  # fmt: skip
+    page = client.get("/reports/t/reseller-a/", this_month).content.decode()
+    assert "(this month, " in page and '<option value="this_month" selected>' in page
+    # Only a start typed: from that day to today.
+    page = client.get("/reports/t/reseller-a/", {**COMMS, "start": str(start)}).content.decode()
+    assert f"{start} to {today} (custom range" in page
+
+
+def test_date_inputs_state_their_format(report_usage, users, login):
+    page = login(users["manager_a"]).get("/reports/t/reseller-a/").content.decode()
+    for name in ("start", "end"):
+        label = page[page.rindex("<label", 0, page.index(f'name="{name}"')) :]
+        label = label[: label.index("</label>")]
+        assert 'type="date"' in label and "YYYY-MM-DD, UTC" in label
 
 
 def test_children_table_sorts_and_links_to_each_child(report_usage, users, login, world):

@@ -3,35 +3,20 @@ alerts; its CSVs are its tables and agree with the API; plan bars and charges.""
 
 import csv
 import io
+import json
+import re
+from datetime import UTC
 from decimal import Decimal as D
 
 import pytest
 from django.utils import timezone
 
-from billing.alerts import check_alerts
-from billing.models import Plan, PlanItem
+from billing.models import Plan, PlanItem, UsageAlert
 from billing.periods import month_of
 from billing.plans import subscribe
 from billing.tasks import after_rollup
 from metering.models import Meter
-
-
-@pytest.fixture
-def billed(world, report_usage):
-    period = month_of(timezone.now().date())
-    meter = Meter.objects.get(code="call_minutes")
-    retail = Plan.objects.create(code="a-retail", name="Retail", owner=world.reseller_a,
-                                 base_fee=D("100"))  # fmt: skip
-    PlanItem.objects.create(plan=retail, meter=meter, included_quantity=D("10"),
-                            limit=D("20"), unit_price=D("0.5"), thresholds=[50, 100])  # fmt: skip
-    wholesale = Plan.objects.create(code="a-wholesale", name="Wholesale", owner=world.partner,
-                                    customer=world.reseller_a, base_fee=D("40"))  # fmt: skip
-    PlanItem.objects.create(plan=wholesale, meter=meter, unit_price=D("0.2"))
-    subscribe(tenant=world.org_a, plan=retail, starts_on=period)
-    subscribe(tenant=world.reseller_a, plan=wholesale, starts_on=period)
-    after_rollup()
-    check_alerts()
-    return period
+from tests.reports.tables import html_table
 
 
 def download(client, url) -> list[dict]:
@@ -101,3 +86,93 @@ def test_report_page_shows_plan_bar_and_child_charges(billed, users, login):
 def test_bad_period_is_400(billed, users, login):
     client = login(users["manager_a"])
     assert client.get("/reports/t/reseller-a/statements/?period=2026-13").status_code == 400
+
+
+def test_every_statement_row_links_to_that_statement(billed, users, login):
+    client = login(users["manager_a"])
+    month = f"{billed:%Y-%m}"
+    page = client.get(f"/reports/t/reseller-a/statements/?period={month}").content.decode()
+    history = page[page.index('id="history"') :]
+    own = f'<a href="/reports/t/reseller-a/statements/?period={month}">{month}</a>'
+    assert own in history
+    customers = page[page.index('id="customers"') : page.index('id="alerts"')]
+    assert f'<a href="/reports/t/org-a/statements/?period={month}">{month}</a>' in customers
+    assert f'<a href="/reports/t/org-a/statements/?period={month}">Org A</a>' in customers
+    linked = client.get(f"/reports/t/org-a/statements/?period={month}").content.decode()
+    assert "Statement for " in linked and 'id="lines-table"' in linked
+
+
+def test_statement_csvs_write_months_and_iso_times(billed, users, login):
+    client = login(users["manager_a"])
+    month = f"{billed:%Y-%m}"
+    url = f"/reports/t/reseller-a/statements/csv/?period={month}&table="
+    assert [r["Period"] for r in download(client, url + "customers")] == [month]
+    assert [r["Period"] for r in download(client, url + "statements")] == [month]
+    [alert] = download(client, url + "alerts")
+    alert_row = UsageAlert.objects.get()
+    assert alert["Raised"] == alert_row.raised_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", alert["Raised"])
+
+
+def test_lines_name_their_plan_with_its_code(billed, users, login):
+    client = login(users["manager_a"])
+    month = f"{billed:%Y-%m}"
+    page = client.get(f"/reports/t/reseller-a/statements/?period={month}").content.decode()
+    [header, line] = html_table(page, "lines-table")
+    assert line[header.index("Plan")] == "Wholesale (a-wholesale)"
+    lines = download(client, f"/reports/t/reseller-a/statements/csv/?table=lines&period={month}")
+    assert [r["Plan"] for r in lines] == ["Wholesale (a-wholesale)"]
+
+
+@pytest.fixture
+def tiered(world, report_usage):
+    """Org B on graduated tiers: 99 call minutes, 50 included, overage 49."""
+    period = month_of(timezone.now().date())
+    plan = Plan.objects.create(code="b-tiered", name="Tiered", owner=world.reseller_b)
+    item = PlanItem.objects.create(
+        plan=plan,
+        meter=Meter.objects.get(code="call_minutes"),
+        included_quantity=D("50"),
+        unit_price=None,
+        tiers=[
+            {"up_to": "30", "unit_price": "0.1", "flat_fee": "0"},
+            {"up_to": None, "unit_price": "0.05", "flat_fee": "1"},
+        ],
+    )
+    subscribe(tenant=world.org_b, plan=plan, starts_on=period)
+    after_rollup()
+    return item
+
+
+def test_tiered_lines_show_the_plan_tiers_as_rated(tiered, users, login):
+    client = login(users["manager_b"])
+    month = f"{timezone.now():%Y-%m}"
+    url = f"/reports/t/org-b/statements/?period={month}"
+    words = "up to 30 at 0.10; above at 0.05 + 1.00 flat"
+
+    def shown_line() -> dict:
+        [header, line] = html_table(client.get(url).content.decode(), "lines-table")
+        return dict(zip(header, line, strict=True))
+
+    line = shown_line()
+    assert line["Plan"] == "Tiered (b-tiered)"
+    assert line["Plan tiers"] == words
+    assert line["Tiers applied"].startswith("0–30: 30 × 0.1 = 3.00; 30–∞: 19 × 0.05 + 1.00 flat")
+    assert line["Amount"] == "4.95"
+    [exported] = download(client, f"/reports/t/org-b/statements/csv/?table=lines&period={month}")
+    assert json.loads(exported["Plan tiers"]) == tiered.tiers
+    # Edited since the statement was rated: the statement still shows what priced it.
+    tiered.tiers = [{"up_to": None, "unit_price": "9", "flat_fee": "0"}]
+    tiered.save()
+    Plan.objects.filter(pk=tiered.plan_id).update(name="Renamed")
+    line = shown_line()
+    assert line["Plan tiers"] == words and line["Amount"] == "4.95"
+    # Rated again, it shows the new tiers.
+    after_rollup()
+    assert shown_line()["Plan tiers"] == "all at 9.00"
+
+
+def test_lines_without_tiers_leave_plan_tiers_empty(billed, users, login):
+    page = login(users["org_a"]).get(f"/reports/t/org-a/statements/?period={billed:%Y-%m}")
+    [header, line] = html_table(page.content.decode(), "lines-table")
+    assert line[header.index("Plan tiers")] == "" and line[header.index("Unit price")] == "0.5"
