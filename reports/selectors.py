@@ -21,6 +21,7 @@ from billing.usage import UsageFilters, UsageSummary, usage_summary
 from metering.catalog import CATALOG
 from metering.models import Meter
 from reports.date_ranges import DateRange
+from reports.formatting import DisplayUnit, column_unit, display_unit, unit_notes
 
 TOP_CONSUMERS = 10
 CHART_STACKS = 5
@@ -168,6 +169,11 @@ class MeterCard:
         """One bar per plan item of the meter (named dimension values first)."""
         return [(allowance, plan_bar(self.quantity, allowance)) for allowance in self.allowances]
 
+    @property
+    def unit(self) -> DisplayUnit:
+        """The unit the card reads in (and its previous period and plan figures)."""
+        return display_unit(self.meter.unit, self.quantity)
+
 
 def meter_cards(
     current: UsageSummary,
@@ -292,6 +298,11 @@ class UsageChart:
     def totals(self) -> list[Decimal]:
         return [sum((s.values[i] for s in self.stacks), Decimal(0)) for i in range(len(self.days))]
 
+    @property
+    def unit(self) -> DisplayUnit:
+        """The unit the chart's axis and its table of numbers read in: the largest day's."""
+        return column_unit(self.meter.unit, self.totals)
+
     def rows(self):
         """(day, value per stack..., total) for the chart's table of numbers."""
         for i, day in enumerate(self.days):
@@ -389,6 +400,16 @@ class TenantReport:
     top: list[Consumer]
     series: UsageChart | None
     summary: UsageSummary  # this period by meter: its as-of time and last rollup
+
+    @property
+    def focus_unit(self) -> DisplayUnit | None:
+        """The focus meter's card unit, for the top consumers."""
+        return next((c.unit for c in self.cards if c.meter == self.focus), None)
+
+    @property
+    def unit_notes(self) -> list[tuple[str, str]]:
+        """What the page's units mean (PU, SU, BU; durations and sizes)."""
+        return unit_notes(m.unit for m in self.meters)
 
 
 def tenant_report(

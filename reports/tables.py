@@ -1,7 +1,8 @@
 """Report tables. The HTML table and its CSV are the same table object.
 
-Quantity cells render with thousands separators for reading and export the
-exact decimal string the usage API returns, so CSV and API agree to the digit.
+Quantity cells render in a unit people read (see `reports.formatting`), with the
+exact value in their tooltip, and export the exact decimal string the usage API
+returns, so CSV and API agree to the digit. Money shows with its currency.
 """
 
 import json
@@ -14,7 +15,16 @@ from django.utils.html import format_html
 
 from billing.money import round_money
 from metering.models import Meter, UsageEvent
-from reports.formatting import format_money, format_quantity
+from reports.formatting import (
+    DisplayUnit,
+    column_unit,
+    exact_text,
+    format_in,
+    format_money,
+    format_quantity,
+    money_text,
+    stored_unit,
+)
 
 # Past this a page number is not a page of any table here (100 million rows), and
 # its offset would overflow SQLite's integers.
@@ -41,23 +51,49 @@ def paginate(table, request, *, per_page: int, paginator_class=Paginator):
 
 
 class QuantityColumn(tables.Column):
-    def __init__(self, *args, **kwargs):
+    """A quantity: on the page to a unit's decimal places with the exact value as its
+    tooltip, in the CSV exact.
+
+    The unit is the column's (`unit`: one meter per column, which its header names)
+    or, in a column mixing meters, the row's meter's (`unit_from`, a path to the unit
+    code, read as stored); with neither the exact value shows. `export_header` is the
+    CSV's header where the page's names a larger unit than the stored one.
+    """
+
+    def __init__(self, *args, unit=None, unit_from=None, export_header=None, **kwargs):
         kwargs.setdefault("attrs", {"td": {"class": "num"}, "th": {"class": "num"}})
         super().__init__(*args, **kwargs)
+        self.unit: DisplayUnit | None = unit
+        self.unit_from = tables.A(unit_from) if unit_from else None
+        self.export_header = export_header
 
-    def render(self, value):
-        return format_quantity(value)
+    def render(self, value, record):
+        unit = self.unit
+        if unit is None and self.unit_from is not None:
+            unit = stored_unit(self.unit_from.resolve(record, quiet=True))
+        if unit is None:
+            return format_quantity(value)
+        return format_html(
+            '<span title="{}">{}</span>', exact_text(value, unit.stored), format_in(value, unit)
+        )
 
     def value(self, value):
         return "" if value is None else str(value)
 
 
-def meter_header(meter: Meter) -> str:
-    return f"{meter.name} ({meter.unit})"
+def meter_header(meter: Meter, unit: DisplayUnit | None = None) -> str:
+    return f"{meter.name} ({(unit.symbol if unit else meter.unit)})"
 
 
-def meter_column(meter: Meter) -> QuantityColumn:
-    return QuantityColumn(verbose_name=meter_header(meter), accessor=f"quantities__{meter.code}")
+def meter_column(meter: Meter, values=()) -> QuantityColumn:
+    """A column of one meter's quantities, in the unit its largest value reads in."""
+    unit = column_unit(meter.unit, values)
+    return QuantityColumn(
+        verbose_name=meter_header(meter, unit),
+        export_header=meter_header(meter),
+        accessor=f"quantities__{meter.code}",
+        unit=unit,
+    )
 
 
 class ChildUsageTable(tables.Table):
@@ -82,7 +118,10 @@ class ChildUsageTable(tables.Table):
         order_by = "name"
 
     def __init__(self, data, *, meters: list[Meter], **kwargs):
-        columns = [(f"m_{m.code}", meter_column(m)) for m in meters]
+        columns = [
+            (f"m_{m.code}", meter_column(m, [row.quantities.get(m.code) for row in data]))
+            for m in meters
+        ]
         if not any(row.charges is not None for row in data):
             kwargs.setdefault("exclude", ("charges",))
         sequence = ["name", "kind", *(name for name, _ in columns), "charges"]
@@ -108,19 +147,20 @@ class UsageChartTable(tables.Table):
     """The chart's numbers: one row per day, one column per stack, and the total."""
 
     day = tables.DateColumn(format="Y-m-d")
-    total = QuantityColumn()
 
     class Meta:
         attrs = {"class": "table compact", "id": "chart-numbers"}
         orderable = False
 
     def __init__(self, series, **kwargs):
+        unit = series.unit
         columns = [
-            (f"s{n}", QuantityColumn(verbose_name=s.label, accessor=f"values__{n}"))
+            (f"s{n}", QuantityColumn(verbose_name=s.label, accessor=f"values__{n}", unit=unit))
             for n, s in enumerate(series.stacks)
         ]
+        columns.append(("total", QuantityColumn(unit=unit)))
         rows = [{"day": d, "values": values, "total": total} for d, values, total in series.rows()]
-        sequence = ["day", *(name for name, _ in columns), "total"]
+        sequence = ["day", *(name for name, _ in columns)]
         super().__init__(rows, extra_columns=columns, sequence=sequence, **kwargs)
 
 
@@ -145,7 +185,7 @@ class UsageEventTable(tables.Table):
         linkify=("reports:tenant", {"slug": tables.A("tenant__slug")}),
     )
     meter = tables.Column(verbose_name="Meter", accessor="meter__code")
-    quantity = QuantityColumn()
+    quantity = QuantityColumn(unit_from="meter__unit")
     unit = tables.Column(verbose_name="Unit", accessor="meter__unit", orderable=False)
     source = tables.Column()
     dimension = tables.Column(default="")
@@ -204,7 +244,7 @@ class MoneyColumn(QuantityColumn):
         return getattr(statement, "currency", None) or getattr(table, "currency", None) or "USD"
 
     def render(self, value, record, table):
-        return format_money(value, self.currency_of(record, table))
+        return money_text(value, self.currency_of(record, table))
 
     def value(self, value, record, table):
         if value is None:
@@ -277,9 +317,9 @@ class StatementLineTable(tables.Table):
 
     starts_on = tables.DateColumn(verbose_name="From", format="Y-m-d")
     ends_on = tables.DateColumn(verbose_name="To", format="Y-m-d")
-    used = QuantityColumn()
-    included = QuantityColumn()
-    overage = QuantityColumn()
+    used = QuantityColumn(unit_from="meter__unit")
+    included = QuantityColumn(unit_from="meter__unit")
+    overage = QuantityColumn(unit_from="meter__unit")
     unit_price = QuantityColumn(verbose_name="Unit price")
     tiers = AppliedTiersColumn(verbose_name="Tiers applied", default="")
     amount = MoneyColumn()
@@ -318,7 +358,7 @@ def margin_total(name: str):
     def footer(table):
         if not table.margin.customers:
             return ""
-        return format_money(getattr(table.margin, name), table.currency)
+        return money_text(getattr(table.margin, name), table.currency)
 
     return footer
 
@@ -360,8 +400,8 @@ class UsageAlertTable(tables.Table):
     tenant = tables.Column(accessor="tenant__name")
     meter = tables.Column(accessor="plan_item__meter__name")
     percent = tables.Column(verbose_name="Threshold (%)")
-    usage = QuantityColumn()
-    base = QuantityColumn(verbose_name="Limit or included")
+    usage = QuantityColumn(unit_from="plan_item__meter__unit")
+    base = QuantityColumn(verbose_name="Limit or included", unit_from="plan_item__meter__unit")
     policy = tables.Column(accessor="plan_item__overage_policy", verbose_name="Policy")
 
     class Meta:

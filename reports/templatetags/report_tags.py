@@ -1,7 +1,14 @@
 from django import template
 from django.http import QueryDict
+from django.utils.html import format_html
 
-from reports.formatting import format_money, format_quantity
+from reports.formatting import (
+    DisplayUnit,
+    exact_text,
+    format_in,
+    format_quantity,
+    money_text,
+)
 
 register = template.Library()
 
@@ -13,7 +20,26 @@ def quantity(value) -> str:
 
 @register.filter
 def money(value, currency: str) -> str:
-    return f"{format_money(value, currency)} {currency}"
+    return money_text(value, currency)
+
+
+@register.simple_tag
+def measure(value, unit: DisplayUnit, trim: bool = False) -> str:
+    """A quantity in `unit`, its exact stored value as the tooltip:
+    <span title="152,258,886 ms">42.29</span>."""
+    return format_html(
+        '<span title="{}">{}</span>',
+        exact_text(value, unit.stored),
+        format_in(value, unit, trim=trim),
+    )
+
+
+@register.simple_tag
+def unit_symbol(unit: DisplayUnit) -> str:
+    """The unit's symbol, its meaning on hover: <abbr title="hours">h</abbr>."""
+    if unit.name == unit.symbol.lower():
+        return format_html('<span class="unit">{}</span>', unit.symbol)
+    return format_html('<abbr class="unit" title="{}">{}</abbr>', unit.name, unit.symbol)
 
 
 @register.simple_tag(takes_context=True)

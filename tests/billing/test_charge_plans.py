@@ -348,8 +348,8 @@ def test_the_report_card_shows_one_plan_bar_per_item(world, users, login):
     card = card[: card.index("</article>")]
     # ocr: 12 of 10 included, over; the rest: 30 of 100, under.
     assert card.count('class="plan-bar') == 2
-    assert 'ocr: <span class="num">12</span>' in card
-    assert 'Other values: <span class="num">30</span>' in card
+    assert 'ocr: <span title="12 PU">12.00</span>' in card
+    assert 'Other values: <span title="30 PU">30.00</span>' in card
     assert 'class="plan-bar over"' in card and 'class="plan-bar ok"' in card
 
 
