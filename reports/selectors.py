@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from accounts.models import Tenant, subtrees_q
 from billing.margin import BASE_FEE, is_seller, seller_margin
-from billing.models import Statement, UsageAlert
+from billing.models import Statement, StatementLine, UsageAlert
 from billing.periods import month_of
 from billing.plan_rules import alert_base, allowance_used_up, thresholds_crossed
 from billing.selectors import statement_totals, subscription_covering, usage_by_item
@@ -41,6 +41,16 @@ def in_catalog_order(meters) -> list[Meter]:
 
 
 @dataclass(frozen=True)
+class Charge:
+    """What a month's statement bills, in its currency; a draft until the month closes."""
+
+    amount: Decimal
+    currency: str
+    period: date  # the statement's month
+    final: bool = False
+
+
+@dataclass(frozen=True)
 class PlanAllowance:
     """What one plan item allows: filled in by the billing app's plans."""
 
@@ -55,6 +65,14 @@ class PlanAllowance:
     dimension: str | None = None
     # The meter has items per dimension value: this item counts only its own part.
     per_dimension: bool = False
+    # The item's amount on the month's statement, for an item without an allowance.
+    charge: Charge | None = None
+
+    @property
+    def has_allowance(self) -> bool:
+        """Whether there is anything to measure usage against: an included quantity or a
+        limit. An item that only prices usage shows its charge instead of a bar."""
+        return self.included > 0 or self.limit is not None
 
 
 def billing_month(period: DateRange) -> date | None:
@@ -83,6 +101,9 @@ def plan_allowances(
     counted = None
     if (start, end) != (period.start, period.end) or narrowed or split:
         counted = usage_by_item(tenant, start, end, items)
+    charges = {}
+    if any(item.included_quantity <= 0 and item.limit is None for item in items):
+        charges = item_charges(tenant, billing_month(period), subscription.plan.code)
     allowances: dict[str, list[PlanAllowance]] = {}
     for item in items:
         allowances.setdefault(item.meter.code, []).append(
@@ -93,9 +114,26 @@ def plan_allowances(
                 None if counted is None else counted[item.pk],
                 dimension=item.dimension,
                 per_dimension=item.meter_id in split,
+                charge=charges.get((item.meter_id, item.dimension)),
             )
         )
     return allowances
+
+
+def item_charges(tenant: Tenant, month: date, plan_code: str) -> dict[tuple, Charge]:
+    """The tenant's statement of the month, per (meter id, dimension) of the plan's lines
+    (a plan that came back within the month has a line per stretch: added up)."""
+    statement = Statement.objects.filter(tenant=tenant, period=month).first()
+    if statement is None:
+        return {}
+    amounts: dict[tuple, Decimal] = defaultdict(Decimal)
+    lines = StatementLine.objects.filter(statement=statement, plan_code=plan_code)
+    for meter_id, dimension, amount in lines.values_list("meter_id", "dimension", "amount"):
+        amounts[(meter_id, dimension)] += amount
+    final = statement.status == Statement.Status.FINAL
+    return {
+        key: Charge(amount, statement.currency, month, final) for key, amount in amounts.items()
+    }
 
 
 def child_charges(tenant: Tenant, period: DateRange) -> dict[int, Decimal]:
@@ -116,9 +154,12 @@ class PlanBar:
     crossed: tuple[int, ...]
 
 
-def plan_bar(used: Decimal, allowance: PlanAllowance) -> PlanBar:
+def plan_bar(used: Decimal, allowance: PlanAllowance) -> PlanBar | None:
     """Used against the plan, colored by the highest alert threshold crossed; "over"
-    once the base is used up (billing.plan_rules, as alerts and entitlements say)."""
+    once the base is used up (billing.plan_rules, as alerts and entitlements say).
+    None for an item with nothing to measure against (nothing included, no limit)."""
+    if not allowance.has_allowance:
+        return None
     if allowance.counted is not None:
         used = allowance.counted
     base = alert_base(allowance.limit, allowance.included)
@@ -165,8 +206,9 @@ class MeterCard:
         return "up" if change > 0 else "down"
 
     @property
-    def bars(self) -> list[tuple[PlanAllowance, PlanBar]]:
-        """One bar per plan item of the meter (named dimension values first)."""
+    def bars(self) -> list[tuple[PlanAllowance, PlanBar | None]]:
+        """One entry per plan item of the meter (named dimension values first): its bar,
+        or None where the item has no allowance (the card shows its charge instead)."""
         return [(allowance, plan_bar(self.quantity, allowance)) for allowance in self.allowances]
 
     @property

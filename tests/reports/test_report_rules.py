@@ -1,5 +1,6 @@
 """The report's rules as plain functions: periods, change, plan bars, top consumers."""
 
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
@@ -9,7 +10,14 @@ from django.utils.html import strip_tags
 from accounts.models import Tenant
 from metering.models import Meter
 from reports.date_ranges import LAST_30_DAYS, LAST_MONTH, THIS_MONTH, DateRange, preset_range
-from reports.selectors import ChildUsage, MeterCard, PlanAllowance, plan_bar, top_consumers
+from reports.selectors import (
+    Charge,
+    ChildUsage,
+    MeterCard,
+    PlanAllowance,
+    plan_bar,
+    top_consumers,
+)
 from reports.tables import ChildUsageTable
 
 
@@ -73,6 +81,32 @@ def test_meter_card_template_draws_the_plan_bar_only_with_a_plan():
     html = render_to_string("reports/includes/meter_card.html", {"card": planned})
     assert 'class="plan-bar warn"' in html and "width: 90.0%" in html
     assert "Included 1,000;" in strip_tags(html) and "80% crossed" in html
+
+
+def test_an_item_with_nothing_included_and_no_limit_has_no_bar():
+    priced_only = PlanAllowance(included=Decimal(0), thresholds=(80, 100))
+    assert not priced_only.has_allowance and plan_bar(Decimal(500), priced_only) is None
+    capped = PlanAllowance(included=Decimal(0), limit=Decimal(1000))
+    assert capped.has_allowance and plan_bar(Decimal(500), capped).level == "ok"
+
+
+def test_meter_card_shows_the_charge_of_an_item_without_allowance_instead_of_a_bar():
+    meter = Meter(code="call_minutes", name="Call minutes", unit="minutes")
+    charge = Charge(Decimal("3.25"), "USD", date(2026, 11, 1))
+    card = MeterCard(
+        meter, Decimal("16.25"), Decimal("0"), [PlanAllowance(Decimal(0), charge=charge)]
+    )
+    html = render_to_string("reports/includes/meter_card.html", {"card": card})
+    assert "plan-bar" not in html and "Included" not in html
+    assert "Charges so far, Nov 2026 statement: 3.25 USD" in strip_tags(html)
+    final = replace(charge, amount=Decimal("1200"), currency="JPY", final=True)
+    card.allowances = [PlanAllowance(Decimal(0), charge=final)]
+    html = render_to_string("reports/includes/meter_card.html", {"card": card})
+    assert "Charges, Nov 2026 statement: 1,200 JPY" in strip_tags(html)
+    # No statement line yet: nothing but the total.
+    card.allowances = [PlanAllowance(Decimal(0))]
+    html = render_to_string("reports/includes/meter_card.html", {"card": card})
+    assert "plan-bar" not in html and "Charges" not in html
 
 
 def test_top_consumers_rank_children_and_skip_idle_and_own_usage():

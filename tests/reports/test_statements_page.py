@@ -99,6 +99,19 @@ def test_report_page_shows_plan_bar_and_child_charges(billed, users, login):
     assert D(org_row["Charges"]) == D("103.13")
 
 
+def test_wholesale_items_without_allowance_show_their_charge_not_a_red_bar(billed, users, login):
+    client = login(users["manager_a"])
+    page = client.get("/reports/t/reseller-a/?category=communications").content.decode()
+    calls = page[page.index('data-meter="call_minutes"') :]
+    calls = calls[: calls.index("</article>")]
+    # The wholesale plan includes nothing: 16.25 minutes at 0.2 is charged, not "over".
+    assert "plan-bar" not in calls
+    assert f"Charges so far, {billed:%b %Y} statement: 3.25 USD" in strip_tags(calls)
+    # The organization's retail item has an allowance: its bar, no charge line.
+    org_page = client.get("/reports/t/org-a/?category=communications").content.decode()
+    assert 'class="plan-bar warn"' in org_page and "Charges so far" not in org_page
+
+
 def test_bad_period_is_400(billed, users, login):
     client = login(users["manager_a"])
     assert client.get("/reports/t/reseller-a/statements/?period=2026-13").status_code == 400
