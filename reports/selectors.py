@@ -136,14 +136,22 @@ def item_charges(tenant: Tenant, month: date, plan_code: str) -> dict[tuple, Cha
     }
 
 
-def child_charges(tenant: Tenant, period: DateRange) -> dict[int, Decimal]:
+def child_charges(tenant: Tenant, period: DateRange) -> dict[int, Charge]:
     """What each child is billed for the month (its statement total: a customer's
     retail charges, or a reseller's wholesale bill on a partner's page)."""
     month = billing_month(period)
     if month is None:
         return {}
     children = tenant.get_children().values_list("pk", flat=True)
-    return {pk: s.total for pk, s in statement_totals(children, month).items()}
+    return {
+        pk: Charge(s.total, s.currency, month, s.status == Statement.Status.FINAL)
+        for pk, s in statement_totals(children, month).items()
+    }
+
+
+def children_billed(tenant: Tenant) -> bool:
+    """Whether any child of the tenant has a statement (so a Charges column can apply)."""
+    return Statement.objects.filter(tenant__parent=tenant).exists()
 
 
 @dataclass(frozen=True)
@@ -249,7 +257,7 @@ class ChildUsage:
     quantities: dict[str, Decimal]
     own: bool = False  # the tenant's usage outside its children's subtrees
     # Its statement total, for a period inside one month (`child_charges`); None without one.
-    charges: Decimal | None = None
+    charges: Charge | None = None
 
     @property
     def name(self) -> str:
@@ -442,6 +450,8 @@ class TenantReport:
     top: list[Consumer]
     series: UsageChart | None
     summary: UsageSummary  # this period by meter: its as-of time and last rollup
+    # The period spans months while the children have statements: no Charges column.
+    charges_need_one_month: bool = False
 
     @property
     def focus_unit(self) -> DisplayUnit | None:
@@ -483,6 +493,7 @@ def tenant_report(
         top=top_consumers(children, focus, total),
         series=series,
         summary=current,
+        charges_need_one_month=billing_month(period) is None and children_billed(tenant),
     )
 
 

@@ -96,12 +96,53 @@ def meter_column(meter: Meter, values=()) -> QuantityColumn:
     )
 
 
+class ChargeColumn(tables.Column):
+    """A `Charge`: its amount with its currency on the page, the amount in the CSV
+    (rounded to the currency's minor unit; the currency has a column of its own)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("attrs", {"td": {"class": "num"}, "th": {"class": "num"}})
+        super().__init__(*args, **kwargs)
+
+    def render(self, value):
+        return money_text(value.amount, value.currency)
+
+    def value(self, value):
+        return str(round_money(value.amount, value.currency)) if value else ""
+
+
+def charges_columns(data) -> list[tuple[str, tables.Column]]:
+    """The children's statement totals of the month, when any child has one."""
+    charged = [row.charges for row in data if row.charges is not None]
+    if not charged:
+        return []
+    period = charged[0].period
+    draft = "" if all(c.final for c in charged) else "; a draft (the live estimate) until it closes"
+    header = f"Charges, {period:%b %Y} statement"
+    explained = (
+        f"Each child's statement total for {period:%B %Y}: base fee, usage and any true-up{draft}."
+    )
+    amount = ChargeColumn(
+        verbose_name=header,
+        order_by="charges__amount",
+        attrs={"td": {"class": "num"}, "th": {"class": "num", "title": explained}},
+    )
+    currency = tables.Column(
+        verbose_name="Currency",
+        accessor="charges__currency",
+        default="",
+        visible=False,
+        orderable=False,
+    )
+    return [("charges", amount), ("charges_currency", currency)]
+
+
 class ChildUsageTable(tables.Table):
     """Children of a tenant with their usage per meter; each links to its own report.
 
-    Meter columns follow the selected meters. A `charges` column appears when
-    the rows carry charges (set `ChildUsage.charges`), so statements can add
-    money without touching the page.
+    Meter columns follow the selected meters. A `charges` column (and, in the CSV
+    only, its currency) appears when the rows carry charges (set `ChildUsage.charges`),
+    so statements can add money without touching the page.
     """
 
     name = tables.Column(
@@ -110,7 +151,6 @@ class ChildUsageTable(tables.Table):
         order_by=("own", "name"),
     )
     kind = tables.Column()
-    charges = QuantityColumn(verbose_name="Charges")
 
     class Meta:
         attrs = {"class": "table", "id": "children-table"}
@@ -122,9 +162,8 @@ class ChildUsageTable(tables.Table):
             (f"m_{m.code}", meter_column(m, [row.quantities.get(m.code) for row in data]))
             for m in meters
         ]
-        if not any(row.charges is not None for row in data):
-            kwargs.setdefault("exclude", ("charges",))
-        sequence = ["name", "kind", *(name for name, _ in columns), "charges"]
+        columns += charges_columns(data)
+        sequence = ["name", "kind", *(name for name, _ in columns)]
         super().__init__(data, extra_columns=columns, sequence=sequence, **kwargs)
 
 

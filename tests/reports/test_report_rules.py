@@ -125,9 +125,22 @@ def test_children_table_adds_charges_column_only_when_rows_have_charges():
     meter = Meter(code="m", name="M", unit="count")
     row = ChildUsage(Tenant(name="Org", slug="org", kind="organization"), {"m": Decimal(1)})
     assert "charges" not in ChildUsageTable([row], meters=[meter]).columns.names()
-    row.charges = Decimal("12.50")
+    row.charges = Charge(Decimal("12.5"), "USD", date(2026, 11, 1))
     table = ChildUsageTable([row], meters=[meter])
-    assert list(table.columns.names()) == ["name", "kind", "m_m", "charges"]
+    # The currency is a column of the CSV only; the page shows it in each cell.
+    assert list(table.columns.names()) == ["name", "kind", "m_m", "charges", "charges_currency"]
+    assert [c.name for c in table.columns] == ["name", "kind", "m_m", "charges"]
+    assert table.columns["charges"].header == "Charges, Nov 2026 statement"
+    assert table.rows[0].get_cell("charges") == "12.50 USD"
+    assert [table.rows[0].get_cell_value(c) for c in ("charges", "charges_currency")] == [
+        "12.50",
+        "USD",
+    ]
+    more = ChildUsage(Tenant(name="Big", slug="big", kind="organization"), {"m": Decimal(1)})
+    more.charges = Charge(Decimal("300"), "USD", date(2026, 11, 1))
+    idle = ChildUsage(Tenant(name="Idle", slug="idle", kind="organization"), {"m": Decimal(0)})
+    by_charges = ChildUsageTable([row, more, idle], meters=[meter], order_by="-charges")
+    assert [r.record.name for r in by_charges.rows] == ["Big", "Org", "Idle"]
 
 
 def test_focus_meter_prefers_the_asked_meter_then_used_meters_distinct_counts_last():

@@ -3,6 +3,7 @@ alerts; its CSVs are its tables and agree with the API; plan bars and charges.""
 
 import csv
 import io
+from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
@@ -15,6 +16,7 @@ from billing.periods import month_of
 from billing.plans import subscribe
 from billing.tasks import after_rollup
 from metering.models import Meter
+from tests.reports.tables import html_table
 
 
 @pytest.fixture
@@ -96,7 +98,32 @@ def test_report_page_shows_plan_bar_and_child_charges(billed, users, login):
     assert "Included 10, limit 20; alert at 50% crossed" in strip_tags(org_page)
     rows = download(client, "/reports/t/reseller-a/csv/?table=children")
     org_row = next(r for r in rows if r.get("Child", r.get("Name", "")).startswith("Org A"))
-    assert D(org_row["Charges"]) == D("103.13")
+    header = f"Charges, {billed:%b %Y} statement"
+    assert (D(org_row[header]), org_row["Currency"]) == (D("103.13"), "USD")
+    page = client.get("/reports/t/reseller-a/?category=communications").content.decode()
+    table = html_table(page, "children-table")
+    assert table[0][-1] == header and "Currency" not in table[0]
+    assert table[1][0] == "Org A" and table[1][-1] == "103.13 USD"
+    assert 'id="charges-note"' not in page
+
+
+def test_charges_column_across_months_is_left_out_with_a_note(billed, users, login):
+    client = login(users["manager_a"])
+    start = billed - timedelta(days=3)  # the last days of the month before, and the first
+    across = {"category": "communications", "period": "custom", "start": f"{start}",
+              "end": f"{billed}"}  # fmt: skip
+    page = client.get("/reports/t/reseller-a/", across).content.decode()
+    assert not any(h.startswith("Charges") for h in html_table(page, "children-table")[0])
+    note = page[page.index('id="charges-note"') :]
+    assert "only for a period inside one calendar month" in note[: note.index("</p>")]
+    rows = download(
+        client,
+        f"/reports/t/reseller-a/csv/?table=children&period=custom&start={start}&end={billed}",
+    )
+    assert not any(name.startswith("Charges") or name == "Currency" for name in rows[0])
+    # An organization's children (agents) have no statements: no column, no note.
+    org_page = client.get("/reports/t/org-a/", across).content.decode()
+    assert 'id="charges-note"' not in org_page
 
 
 def test_wholesale_items_without_allowance_show_their_charge_not_a_red_bar(billed, users, login):
