@@ -23,6 +23,16 @@ def round_money(amount: Decimal, currency: str) -> Decimal:
     return amount.quantize(minor_unit(currency), rounding=ROUND_HALF_UP)
 
 
+def money_string(amount: Decimal, currency: str) -> str:
+    """An amount as people and integrations read it: to the currency's minor unit
+    ("500.00" USD, "500" JPY, "500.000" KWD), with more places only where the amount
+    has them (a unit price of 0.0004), never an exponent."""
+    minor = minor_unit(currency)
+    if amount == amount.quantize(minor):
+        return f"{amount.quantize(minor):f}"
+    return f"{amount.normalize():f}"
+
+
 def validate_amount_for(currency: str, amount: Decimal | None, field: str) -> dict:
     """An amount with more places than the currency has minor units is a typo."""
     if amount is None or not currency or currency not in list_currencies():
