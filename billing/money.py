@@ -3,14 +3,15 @@
 from decimal import ROUND_HALF_UP, Decimal
 
 from babel.numbers import get_currency_precision, list_currencies
-from django.core.exceptions import ValidationError
+
+from utilities.currencies import validate_currency_code
 
 ZERO = Decimal("0")
 
 
 def validate_currency(code: str) -> None:
-    if code not in list_currencies():
-        raise ValidationError(f"{code!r} is not an ISO 4217 currency code (e.g. USD, EUR, JPY).")
+    """The plan's check (the migrations name it here); the rule is the ground floor's."""
+    validate_currency_code(code)
 
 
 def minor_unit(currency: str) -> Decimal:
