@@ -11,6 +11,8 @@ from decimal import Decimal
 import django_tables2 as tables
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.functional import lazy
 from django.utils.html import format_html
 
 from billing.money import round_money
@@ -25,6 +27,13 @@ from reports.formatting import (
     money_text,
     stored_unit,
 )
+
+
+def zone_header(label: str):
+    """ "Time (Europe/Berlin)": the label and the zone the page shows times in (the
+    viewer's, see `usage_portal.middleware`), named when the header is read."""
+    return lazy(lambda: f"{label} ({timezone.get_current_timezone_name()})", str)()
+
 
 # Past this a page number is not a page of any table here (100 million rows), and
 # its offset would overflow SQLite's integers.
@@ -216,7 +225,7 @@ class UsageEventTable(tables.Table):
 
     # The id breaks ties between events of the same instant, so pages and CSV agree.
     occurred_at = tables.DateTimeColumn(
-        verbose_name="Time (UTC)", format="Y-m-d H:i:s", order_by=("occurred_at", "id")
+        verbose_name=zone_header("Time"), format="Y-m-d H:i:s", order_by=("occurred_at", "id")
     )
     tenant = tables.Column(
         verbose_name="Tenant",
@@ -229,6 +238,9 @@ class UsageEventTable(tables.Table):
     source = tables.Column()
     dimension = tables.Column(default="")
     event_id = tables.Column(verbose_name="Event id")
+    received_at = tables.DateTimeColumn(
+        verbose_name=zone_header("Received"), format="Y-m-d H:i:s", order_by=("received_at", "id")
+    )
 
     class Meta:
         model = UsageEvent
@@ -247,8 +259,8 @@ class UsageEventTable(tables.Table):
         empty_text = "No usage records match these filters."
         order_by = "-occurred_at"
 
+    # Times are added per table (`__init__`): written in the zone the page shows.
     export_values = {
-        "occurred_at": ("occurred_at", lambda v: v.isoformat()),
         "tenant": ("tenant__name", str),
         "meter": ("meter__code", str),
         "quantity": ("quantity", str),
@@ -258,6 +270,20 @@ class UsageEventTable(tables.Table):
         "event_id": ("event_id", str),
     }
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The CSV streams after the view returns: its zone is fixed now, with the header's.
+        self.zone = timezone.get_current_timezone()
+        self.export_values = {
+            **self.export_values,
+            "occurred_at": ("occurred_at", self.local_iso),
+            "received_at": ("received_at", self.local_iso),
+        }
+
+    def local_iso(self, value) -> str:
+        """RFC 3339 in the page's zone, its offset written: exact whatever the zone."""
+        return value.astimezone(self.zone).isoformat()
+
     def render_unit(self, record):
         return record.meter.unit  # the unit code, as in the usage API and the meter cards
 
@@ -265,7 +291,10 @@ class UsageEventTable(tables.Table):
         return record.meter.unit
 
     def value_occurred_at(self, value):
-        return value.isoformat()
+        return self.local_iso(value)
+
+    def value_received_at(self, value):
+        return self.local_iso(value)
 
     def render_event_id(self, value):
         return format_html("<code>{}</code>", value)
@@ -435,7 +464,7 @@ class MarginCustomerTable(tables.Table):
 
 
 class UsageAlertTable(tables.Table):
-    raised_at = tables.DateTimeColumn(verbose_name="Raised", format="Y-m-d H:i")
+    raised_at = tables.DateTimeColumn(verbose_name=zone_header("Raised"), format="Y-m-d H:i")
     tenant = tables.Column(accessor="tenant__name")
     meter = tables.Column(accessor="plan_item__meter__name")
     percent = tables.Column(verbose_name="Threshold (%)")
@@ -447,3 +476,10 @@ class UsageAlertTable(tables.Table):
         attrs = {"class": "table", "id": "alerts-table"}
         empty_text = "No thresholds crossed this month."
         orderable = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.zone = timezone.get_current_timezone()  # for the CSV, which streams later
+
+    def value_raised_at(self, value):
+        return value.astimezone(self.zone).isoformat()

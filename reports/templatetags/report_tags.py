@@ -1,5 +1,8 @@
+from datetime import UTC
+
 from django import template
 from django.http import QueryDict
+from django.utils import dateformat, timezone
 from django.utils.html import format_html
 
 from reports.formatting import (
@@ -40,6 +43,20 @@ def unit_symbol(unit: DisplayUnit) -> str:
     if unit.name == unit.symbol.lower():
         return format_html('<span class="unit">{}</span>', unit.symbol)
     return format_html('<abbr class="unit" title="{}">{}</abbr>', unit.name, unit.symbol)
+
+
+@register.simple_tag
+def local_time(value, format: str = "Y-m-d H:i") -> str:
+    """A moment in the viewer's time zone, the zone named, UTC on hover:
+    <time datetime="…" title="2026-11-20 13:05 UTC">2026-11-20 14:05 Europe/Berlin</time>."""
+    if value is None:
+        return ""
+    zone = timezone.get_current_timezone_name()
+    shown = dateformat.format(timezone.localtime(value), format)
+    utc = dateformat.format(value.astimezone(UTC), format)
+    return format_html(
+        '<time datetime="{}" title="{} UTC">{} {}</time>', value.isoformat(), utc, shown, zone
+    )
 
 
 @register.simple_tag(takes_context=True)

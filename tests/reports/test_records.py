@@ -21,12 +21,14 @@ def test_records_table_equals_csv(report_usage, users, login):
     download = csv_rows(client.get("/reports/t/org-a/records/csv/"))
     assert table[0] == download[0] == [
         "Time (UTC)", "Tenant", "Meter", "Quantity", "Unit", "Source", "Dimension", "Event id",
+        "Received (UTC)",
     ]  # fmt: skip
     assert len(table) == len(download) == 1 + 7  # agent-a's and org-a's events, no one else's
     for shown, exported in zip(table[1:], download[1:], strict=True):
-        assert shown[1:3] + shown[4:] == exported[1:3] + exported[4:]
+        assert shown[1:3] + shown[4:-1] == exported[1:3] + exported[4:-1]
         assert Decimal(shown[3].replace(",", "")) == Decimal(exported[3])
-        assert shown[0] == exported[0][:19].replace("T", " ")
+        for time in (0, -1):  # occurred and received: to the second, with the offset in the CSV
+            assert shown[time] == exported[time][:19].replace("T", " ")
     assert {r[1] for r in download[1:]} == {"Org A", "Agent A"}
 
 
