@@ -90,15 +90,16 @@ class QuantityColumn(tables.Column):
         return "" if value is None else str(value)
 
 
-def meter_header(meter: Meter, unit: DisplayUnit | None = None) -> str:
-    return f"{meter.name} ({(unit.symbol if unit else meter.unit)})"
+def meter_header(meter: Meter) -> str:
+    return f"{meter.name} ({meter.unit})"
 
 
 def meter_column(meter: Meter, values=()) -> QuantityColumn:
     """A column of one meter's quantities, in the unit its largest value reads in."""
     unit = column_unit(meter.unit, values)
     return QuantityColumn(
-        verbose_name=meter_header(meter, unit),
+        # The unit keeps its case where headers are set in capitals ("h", not "H").
+        verbose_name=format_html('{} <span class="unit">({})</span>', meter.name, unit.symbol),
         export_header=meter_header(meter),
         accessor=f"quantities__{meter.code}",
         unit=unit,

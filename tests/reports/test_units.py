@@ -156,6 +156,7 @@ def test_children_column_reads_in_one_unit_and_the_csv_stays_exact(processing, u
     page = client.get("/reports/t/org-a/", {"meter": "computation_ms"}).content.decode()
     table = html_table(page, "children-table")
     assert table[0] == ["Child", "Kind", "Computation time (h)"]
+    assert 'Computation time <span class="unit">(h)</span>' in page  # "h", even in capitals
     assert table[1:] == [["Agent A", "Agent", "42.29"], ["Org A (own usage)", "own usage", "0.00"]]
     assert 'title="1,500 ms">0.00<' in page
     download = csv_rows(
