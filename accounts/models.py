@@ -15,6 +15,7 @@ from mptt.querysets import TreeQuerySet
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
 from accounts.signals import tenant_moved
+from utilities.currencies import validate_currency_code
 from utilities.text import text_problem
 
 
@@ -121,7 +122,6 @@ slug_validator = RegexValidator(
     r"^[a-z0-9]+(?:-[a-z0-9]+)*$",
     "Use lowercase letters, digits and single hyphens (e.g. acme-east).",
 )
-currency_validator = RegexValidator(r"^[A-Z]{3}$", "Use a three-letter ISO 4217 code (e.g. USD).")
 
 
 # The same answer whoever holds the value: a uniqueness error must not confirm
@@ -176,8 +176,19 @@ class Tenant(MPTTModel):
         help_text="The integration's own key for this tenant; unique when set, and never "
         "another tenant's slug (events name a tenant by either).",
     )
-    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
-    currency = models.CharField(max_length=3, default="USD", validators=[currency_validator])
+    timezone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_timezone],
+        help_text="An IANA time zone (e.g. Europe/Berlin): the portal shows times in it to "
+        "this tenant's staff. Usage days stay UTC days.",
+    )
+    currency = models.CharField(
+        max_length=3,
+        default="USD",
+        validators=[validate_currency_code],
+        help_text="The tenant's ISO 4217 currency (e.g. USD, EUR, JPY).",
+    )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

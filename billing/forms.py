@@ -18,7 +18,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing.models import Plan, PlanItem, Subscription
-from billing.money import minor_unit
+from billing.money import money_string
 from billing.periods import month_of
 from billing.plan_rules import (
     MAX_FEE,
@@ -146,10 +146,7 @@ def money_text(value, currency: str) -> str:
     number = as_decimal(value)
     if number is None or not is_short(number):
         return NONE_TEXT if value in (None, "") else str(value)
-    minor = minor_unit(currency if currency in list_currencies() else DEFAULT_CURRENCY)
-    if number == number.quantize(minor):
-        return f"{number.quantize(minor):f}"
-    return f"{number.normalize():f}"
+    return money_string(number, currency if currency in list_currencies() else DEFAULT_CURRENCY)
 
 
 def tiers_text(tiers, currency: str) -> str:

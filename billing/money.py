@@ -3,14 +3,15 @@
 from decimal import ROUND_HALF_UP, Decimal
 
 from babel.numbers import get_currency_precision, list_currencies
-from django.core.exceptions import ValidationError
+
+from utilities.currencies import validate_currency_code
 
 ZERO = Decimal("0")
 
 
 def validate_currency(code: str) -> None:
-    if code not in list_currencies():
-        raise ValidationError(f"{code!r} is not an ISO 4217 currency code (e.g. USD, EUR, JPY).")
+    """The plan's check (the migrations name it here); the rule is the ground floor's."""
+    validate_currency_code(code)
 
 
 def minor_unit(currency: str) -> Decimal:
@@ -21,6 +22,16 @@ def minor_unit(currency: str) -> Decimal:
 def round_money(amount: Decimal, currency: str) -> Decimal:
     """Half-up to the currency's minor unit; called once per statement line."""
     return amount.quantize(minor_unit(currency), rounding=ROUND_HALF_UP)
+
+
+def money_string(amount: Decimal, currency: str) -> str:
+    """An amount as people and integrations read it: to the currency's minor unit
+    ("500.00" USD, "500" JPY, "500.000" KWD), with more places only where the amount
+    has them (a unit price of 0.0004), never an exponent."""
+    minor = minor_unit(currency)
+    if amount == amount.quantize(minor):
+        return f"{amount.quantize(minor):f}"
+    return f"{amount.normalize():f}"
 
 
 def validate_amount_for(currency: str, amount: Decimal | None, field: str) -> dict:

@@ -152,6 +152,18 @@ CATALOG = [
         "Emails sent or received by agents.",
     ),
 ]
+# The platform's own units: one figure per category, whatever the activity, tier or
+# direction behind it. The pages explain them once, from here.
+UNIT_MEANINGS = {
+    "PU": "Processing units: the platform's one measure of processing work, the same "
+    "for every AI and workflow activity (transcription, OCR, redaction, transcoding, …).",
+    "SU": "Storage units: the platform's one measure of content kept in storage, over "
+    "the hot, cool and archive tiers; a daily gauge, so a period shows its highest day.",
+    "BU": "Bandwidth units: the platform's one measure of data transferred in and out "
+    "(uploads, playback, downloads, portal resources); content served from cache is "
+    "not counted.",
+}
+
 FIELDS = (
     "code",
     "name",

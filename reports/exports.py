@@ -7,6 +7,11 @@ def exported_columns(table) -> list:
     return [c for c in table.columns.iterall() if not c.column.exclude_from_export]
 
 
+def export_header(column) -> str:
+    """A column's CSV header: its own where the page's names another unit."""
+    return str(getattr(column.column, "export_header", None) or column.header)
+
+
 def table_csv(table, filename: str):
     """Stream `table` as CSV: its shown columns, its export values, in its order."""
     columns = exported_columns(table)
@@ -15,7 +20,7 @@ def table_csv(table, filename: str):
         for row in table.rows:
             yield [row.get_cell_value(c.name) for c in columns]
 
-    return streaming_csv([str(c.header) for c in columns], values(), filename)
+    return streaming_csv([export_header(c) for c in columns], values(), filename)
 
 
 def queryset_table_csv(table, filename: str):
@@ -30,4 +35,4 @@ def queryset_table_csv(table, filename: str):
         for record in queryset.values_list(*paths).iterator(chunk_size=2000):
             yield ["" if v is None else write(v) for write, v in zip(writers, record, strict=True)]
 
-    return streaming_csv([str(c.header) for c in columns], values(), filename)
+    return streaming_csv([export_header(c) for c in columns], values(), filename)

@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from accounts.models import Tenant, subtrees_q
 from billing.margin import BASE_FEE, is_seller, seller_margin
-from billing.models import Statement, UsageAlert
+from billing.models import Statement, StatementLine, UsageAlert
 from billing.periods import month_of
 from billing.plan_rules import alert_base, allowance_used_up, thresholds_crossed
 from billing.selectors import (
@@ -27,6 +27,7 @@ from billing.usage import UsageFilters, UsageSummary, usage_summary
 from metering.catalog import CATALOG
 from metering.models import Meter
 from reports.date_ranges import DateRange
+from reports.formatting import DisplayUnit, column_unit, display_unit, unit_notes
 
 TOP_CONSUMERS = 10
 CHART_STACKS = 5
@@ -63,6 +64,16 @@ def tenant_paths(tenant: Tenant) -> dict[int, str]:
 
 
 @dataclass(frozen=True)
+class Charge:
+    """What a month's statement bills, in its currency; a draft until the month closes."""
+
+    amount: Decimal
+    currency: str
+    period: date  # the statement's month
+    final: bool = False
+
+
+@dataclass(frozen=True)
 class PlanAllowance:
     """What one plan item allows: filled in by the billing app's plans."""
 
@@ -77,6 +88,14 @@ class PlanAllowance:
     dimension: str | None = None
     # The meter has items per dimension value: this item counts only its own part.
     per_dimension: bool = False
+    # The item's amount on the month's statement, for an item without an allowance.
+    charge: Charge | None = None
+
+    @property
+    def has_allowance(self) -> bool:
+        """Whether there is anything to measure usage against: an included quantity or a
+        limit. An item that only prices usage shows its charge instead of a bar."""
+        return self.included > 0 or self.limit is not None
 
 
 def billing_month(period: DateRange) -> date | None:
@@ -105,6 +124,9 @@ def plan_allowances(
     counted = None
     if (start, end) != (period.start, period.end) or narrowed or split:
         counted = usage_by_item(tenant, start, end, items)
+    charges = {}
+    if any(item.included_quantity <= 0 and item.limit is None for item in items):
+        charges = item_charges(tenant, billing_month(period), subscription.plan.code)
     allowances: dict[str, list[PlanAllowance]] = {}
     for item in items:
         allowances.setdefault(item.meter.code, []).append(
@@ -115,19 +137,44 @@ def plan_allowances(
                 None if counted is None else counted[item.pk],
                 dimension=item.dimension,
                 per_dimension=item.meter_id in split,
+                charge=charges.get((item.meter_id, item.dimension)),
             )
         )
     return allowances
 
 
-def child_charges(tenant: Tenant, period: DateRange) -> dict[int, Decimal]:
+def item_charges(tenant: Tenant, month: date, plan_code: str) -> dict[tuple, Charge]:
+    """The tenant's statement of the month, per (meter id, dimension) of the plan's lines
+    (a plan that came back within the month has a line per stretch: added up)."""
+    statement = Statement.objects.filter(tenant=tenant, period=month).first()
+    if statement is None:
+        return {}
+    amounts: dict[tuple, Decimal] = defaultdict(Decimal)
+    lines = StatementLine.objects.filter(statement=statement, plan_code=plan_code)
+    for meter_id, dimension, amount in lines.values_list("meter_id", "dimension", "amount"):
+        amounts[(meter_id, dimension)] += amount
+    final = statement.status == Statement.Status.FINAL
+    return {
+        key: Charge(amount, statement.currency, month, final) for key, amount in amounts.items()
+    }
+
+
+def child_charges(tenant: Tenant, period: DateRange) -> dict[int, Charge]:
     """What each child is billed for the month (its statement total: a customer's
     retail charges, or a reseller's wholesale bill on a partner's page)."""
     month = billing_month(period)
     if month is None:
         return {}
     children = tenant.get_children().values_list("pk", flat=True)
-    return {pk: s.total for pk, s in statement_totals(children, month).items()}
+    return {
+        pk: Charge(s.total, s.currency, month, s.status == Statement.Status.FINAL)
+        for pk, s in statement_totals(children, month).items()
+    }
+
+
+def children_billed(tenant: Tenant) -> bool:
+    """Whether any child of the tenant has a statement (so a Charges column can apply)."""
+    return Statement.objects.filter(tenant__parent=tenant).exists()
 
 
 @dataclass(frozen=True)
@@ -138,9 +185,12 @@ class PlanBar:
     crossed: tuple[int, ...]
 
 
-def plan_bar(used: Decimal, allowance: PlanAllowance) -> PlanBar:
+def plan_bar(used: Decimal, allowance: PlanAllowance) -> PlanBar | None:
     """Used against the plan, colored by the highest alert threshold crossed; "over"
-    once the base is used up (billing.plan_rules, as alerts and entitlements say)."""
+    once the base is used up (billing.plan_rules, as alerts and entitlements say).
+    None for an item with nothing to measure against (nothing included, no limit)."""
+    if not allowance.has_allowance:
+        return None
     if allowance.counted is not None:
         used = allowance.counted
     base = alert_base(allowance.limit, allowance.included)
@@ -187,9 +237,15 @@ class MeterCard:
         return "up" if change > 0 else "down"
 
     @property
-    def bars(self) -> list[tuple[PlanAllowance, PlanBar]]:
-        """One bar per plan item of the meter (named dimension values first)."""
+    def bars(self) -> list[tuple[PlanAllowance, PlanBar | None]]:
+        """One entry per plan item of the meter (named dimension values first): its bar,
+        or None where the item has no allowance (the card shows its charge instead)."""
         return [(allowance, plan_bar(self.quantity, allowance)) for allowance in self.allowances]
+
+    @property
+    def unit(self) -> DisplayUnit:
+        """The unit the card reads in (and its previous period and plan figures)."""
+        return display_unit(self.meter.unit, self.quantity)
 
 
 def meter_cards(
@@ -224,7 +280,7 @@ class ChildUsage:
     quantities: dict[str, Decimal]
     own: bool = False  # the tenant's usage outside its children's subtrees
     # Its statement total, for a period inside one month (`child_charges`); None without one.
-    charges: Decimal | None = None
+    charges: Charge | None = None
 
     @property
     def name(self) -> str:
@@ -314,6 +370,11 @@ class UsageChart:
     @property
     def totals(self) -> list[Decimal]:
         return [sum((s.values[i] for s in self.stacks), Decimal(0)) for i in range(len(self.days))]
+
+    @property
+    def unit(self) -> DisplayUnit:
+        """The unit the chart's axis and its table of numbers read in: the largest day's."""
+        return column_unit(self.meter.unit, self.totals)
 
     def rows(self):
         """(day, value per stack..., total) for the chart's table of numbers."""
@@ -412,6 +473,18 @@ class TenantReport:
     top: list[Consumer]
     series: UsageChart | None
     summary: UsageSummary  # this period by meter: its as-of time and last rollup
+    # The period spans months while the children have statements: no Charges column.
+    charges_need_one_month: bool = False
+
+    @property
+    def focus_unit(self) -> DisplayUnit | None:
+        """The focus meter's card unit, for the top consumers."""
+        return next((c.unit for c in self.cards if c.meter == self.focus), None)
+
+    @property
+    def unit_notes(self) -> list[tuple[str, str]]:
+        """What the page's units mean (PU, SU, BU; durations and sizes)."""
+        return unit_notes(m.unit for m in self.meters)
 
 
 def tenant_report(
@@ -443,6 +516,7 @@ def tenant_report(
         top=top_consumers(children, focus, total),
         series=series,
         summary=current,
+        charges_need_one_month=billing_month(period) is None and children_billed(tenant),
     )
 
 

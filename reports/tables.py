@@ -1,22 +1,40 @@
 """Report tables. The HTML table and its CSV are the same table object.
 
-Quantity cells render with thousands separators for reading and export the
-exact decimal string the usage API returns, so CSV and API agree to the digit.
+Quantity cells render in a unit people read (see `reports.formatting`), with the
+exact value in their tooltip, and export the exact decimal string the usage API
+returns, so CSV and API agree to the digit. Money shows with its currency.
 """
 
 import json
-from datetime import UTC
 from decimal import Decimal
 
 import django_tables2 as tables
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.functional import lazy
 from django.utils.html import format_html
 
 from billing.forms import tiers_text
 from billing.money import round_money
 from metering.models import Meter, UsageEvent
-from reports.formatting import format_money, format_quantity
+from reports.formatting import (
+    DisplayUnit,
+    column_unit,
+    exact_text,
+    format_in,
+    format_money,
+    format_quantity,
+    money_text,
+    stored_unit,
+)
+
+
+def zone_header(label: str):
+    """ "Time (Europe/Berlin)": the label and the zone the page shows times in (the
+    viewer's, see `usage_portal.middleware`), named when the header is read."""
+    return lazy(lambda: f"{label} ({timezone.get_current_timezone_name()})", str)()
+
 
 # Past this a page number is not a page of any table here (100 million rows), and
 # its offset would overflow SQLite's integers.
@@ -53,12 +71,31 @@ def shown_rows(table) -> tuple[int, int]:
 
 
 class QuantityColumn(tables.Column):
-    def __init__(self, *args, **kwargs):
+    """A quantity: on the page to a unit's decimal places with the exact value as its
+    tooltip, in the CSV exact.
+
+    The unit is the column's (`unit`: one meter per column, which its header names)
+    or, in a column mixing meters, the row's meter's (`unit_from`, a path to the unit
+    code, read as stored); with neither the exact value shows. `export_header` is the
+    CSV's header where the page's names a larger unit than the stored one.
+    """
+
+    def __init__(self, *args, unit=None, unit_from=None, export_header=None, **kwargs):
         kwargs.setdefault("attrs", {"td": {"class": "num"}, "th": {"class": "num"}})
         super().__init__(*args, **kwargs)
+        self.unit: DisplayUnit | None = unit
+        self.unit_from = tables.A(unit_from) if unit_from else None
+        self.export_header = export_header
 
-    def render(self, value):
-        return format_quantity(value)
+    def render(self, value, record):
+        unit = self.unit
+        if unit is None and self.unit_from is not None:
+            unit = stored_unit(self.unit_from.resolve(record, quiet=True))
+        if unit is None:
+            return format_quantity(value)
+        return format_html(
+            '<span title="{}">{}</span>', exact_text(value, unit.stored), format_in(value, unit)
+        )
 
     def value(self, value):
         return "" if value is None else str(value)
@@ -68,16 +105,65 @@ def meter_header(meter: Meter) -> str:
     return f"{meter.name} ({meter.unit})"
 
 
-def meter_column(meter: Meter) -> QuantityColumn:
-    return QuantityColumn(verbose_name=meter_header(meter), accessor=f"quantities__{meter.code}")
+def meter_column(meter: Meter, values=()) -> QuantityColumn:
+    """A column of one meter's quantities, in the unit its largest value reads in."""
+    unit = column_unit(meter.unit, values)
+    return QuantityColumn(
+        # The unit keeps its case where headers are set in capitals ("h", not "H").
+        verbose_name=format_html('{} <span class="unit">({})</span>', meter.name, unit.symbol),
+        export_header=meter_header(meter),
+        accessor=f"quantities__{meter.code}",
+        unit=unit,
+    )
+
+
+class ChargeColumn(tables.Column):
+    """A `Charge`: its amount with its currency on the page, the amount in the CSV
+    (rounded to the currency's minor unit; the currency has a column of its own)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("attrs", {"td": {"class": "num"}, "th": {"class": "num"}})
+        super().__init__(*args, **kwargs)
+
+    def render(self, value):
+        return money_text(value.amount, value.currency)
+
+    def value(self, value):
+        return str(round_money(value.amount, value.currency)) if value else ""
+
+
+def charges_columns(data) -> list[tuple[str, tables.Column]]:
+    """The children's statement totals of the month, when any child has one."""
+    charged = [row.charges for row in data if row.charges is not None]
+    if not charged:
+        return []
+    period = charged[0].period
+    draft = "" if all(c.final for c in charged) else "; a draft (the live estimate) until it closes"
+    header = f"Charges, {period:%b %Y} statement"
+    explained = (
+        f"Each child's statement total for {period:%B %Y}: base fee, usage and any true-up{draft}."
+    )
+    amount = ChargeColumn(
+        verbose_name=header,
+        order_by="charges__amount",
+        attrs={"td": {"class": "num"}, "th": {"class": "num", "title": explained}},
+    )
+    currency = tables.Column(
+        verbose_name="Currency",
+        accessor="charges__currency",
+        default="",
+        visible=False,
+        orderable=False,
+    )
+    return [("charges", amount), ("charges_currency", currency)]
 
 
 class ChildUsageTable(tables.Table):
     """Children of a tenant with their usage per meter; each links to its own report.
 
-    Meter columns follow the selected meters. A `charges` column appears when
-    the rows carry charges (set `ChildUsage.charges`), so statements can add
-    money without touching the page.
+    Meter columns follow the selected meters. A `charges` column (and, in the CSV
+    only, its currency) appears when the rows carry charges (set `ChildUsage.charges`),
+    so statements can add money without touching the page.
     """
 
     name = tables.Column(
@@ -86,7 +172,6 @@ class ChildUsageTable(tables.Table):
         order_by=("own", "name"),
     )
     kind = tables.Column()
-    charges = QuantityColumn(verbose_name="Charges")
 
     class Meta:
         attrs = {"class": "table", "id": "children-table"}
@@ -94,10 +179,12 @@ class ChildUsageTable(tables.Table):
         order_by = "name"
 
     def __init__(self, data, *, meters: list[Meter], **kwargs):
-        columns = [(f"m_{m.code}", meter_column(m)) for m in meters]
-        if not any(row.charges is not None for row in data):
-            kwargs.setdefault("exclude", ("charges",))
-        sequence = ["name", "kind", *(name for name, _ in columns), "charges"]
+        columns = [
+            (f"m_{m.code}", meter_column(m, [row.quantities.get(m.code) for row in data]))
+            for m in meters
+        ]
+        columns += charges_columns(data)
+        sequence = ["name", "kind", *(name for name, _ in columns)]
         super().__init__(data, extra_columns=columns, sequence=sequence, **kwargs)
 
 
@@ -120,19 +207,20 @@ class UsageChartTable(tables.Table):
     """The chart's numbers: one row per day, one column per stack, and the total."""
 
     day = tables.DateColumn(format="Y-m-d")
-    total = QuantityColumn()
 
     class Meta:
         attrs = {"class": "table compact", "id": "chart-numbers"}
         orderable = False
 
     def __init__(self, series, **kwargs):
+        unit = series.unit
         columns = [
-            (f"s{n}", QuantityColumn(verbose_name=s.label, accessor=f"values__{n}"))
+            (f"s{n}", QuantityColumn(verbose_name=s.label, accessor=f"values__{n}", unit=unit))
             for n, s in enumerate(series.stacks)
         ]
+        columns.append(("total", QuantityColumn(unit=unit)))
         rows = [{"day": d, "values": values, "total": total} for d, values, total in series.rows()]
-        sequence = ["day", *(name for name, _ in columns), "total"]
+        sequence = ["day", *(name for name, _ in columns)]
         super().__init__(rows, extra_columns=columns, sequence=sequence, **kwargs)
 
 
@@ -153,7 +241,7 @@ class UsageEventTable(tables.Table):
 
     # The id breaks ties between events of the same instant, so pages and CSV agree.
     occurred_at = tables.DateTimeColumn(
-        verbose_name="Time (UTC)", format="Y-m-d H:i:s", order_by=("occurred_at", "id")
+        verbose_name=zone_header("Time"), format="Y-m-d H:i:s", order_by=("occurred_at", "id")
     )
     # In tree order: each organization next to its agents, as the paths read.
     tenant = tables.Column(
@@ -164,11 +252,14 @@ class UsageEventTable(tables.Table):
     )
     tenant_slug = tables.Column(verbose_name="Tenant slug", accessor="tenant__slug", visible=False)
     meter = tables.Column(verbose_name="Meter", accessor="meter__code")
-    quantity = QuantityColumn()
+    quantity = QuantityColumn(unit_from="meter__unit")
     unit = tables.Column(verbose_name="Unit", accessor="meter__unit", orderable=False)
     source = tables.Column()
     dimension = tables.Column(default="")
     event_id = tables.Column(verbose_name="Event id")
+    received_at = tables.DateTimeColumn(
+        verbose_name=zone_header("Received"), format="Y-m-d H:i:s", order_by=("received_at", "id")
+    )
 
     class Meta:
         model = UsageEvent
@@ -188,8 +279,8 @@ class UsageEventTable(tables.Table):
         empty_text = "No usage records match these filters."
         order_by = "-occurred_at"
 
+    # Times are added per table (`__init__`): written in the zone the page shows.
     export_values = {
-        "occurred_at": ("occurred_at", lambda v: v.isoformat()),
         # "tenant": its path, set per table in __init__
         "tenant_slug": ("tenant__slug", str),
         "meter": ("meter__code", str),
@@ -203,10 +294,18 @@ class UsageEventTable(tables.Table):
     def __init__(self, data, *, tenant_paths: dict[int, str], **kwargs):
         super().__init__(data, **kwargs)
         self.tenant_paths = tenant_paths
+        # The CSV streams after the view returns: its zone is fixed now, with the header's.
+        self.zone = timezone.get_current_timezone()
         self.export_values = {
             **self.export_values,
             "tenant": ("tenant_id", lambda pk: tenant_paths.get(pk, "")),
+            "occurred_at": ("occurred_at", self.local_iso),
+            "received_at": ("received_at", self.local_iso),
         }
+
+    def local_iso(self, value) -> str:
+        """RFC 3339 in the page's zone, its offset written: exact whatever the zone."""
+        return value.astimezone(self.zone).isoformat()
 
     def render_tenant(self, value, record):
         return self.tenant_paths.get(record.tenant_id, value)
@@ -218,7 +317,10 @@ class UsageEventTable(tables.Table):
         return record.meter.unit
 
     def value_occurred_at(self, value):
-        return value.isoformat()
+        return self.local_iso(value)
+
+    def value_received_at(self, value):
+        return self.local_iso(value)
 
     def render_event_id(self, value):
         return format_html("<code>{}</code>", value)
@@ -236,7 +338,7 @@ class MoneyColumn(QuantityColumn):
         return getattr(statement, "currency", None) or getattr(table, "currency", None) or "USD"
 
     def render(self, value, record, table):
-        return format_money(value, self.currency_of(record, table))
+        return money_text(value, self.currency_of(record, table))
 
     def value(self, value, record, table):
         if value is None:
@@ -344,9 +446,9 @@ class StatementLineTable(tables.Table):
 
     starts_on = tables.DateColumn(verbose_name="From", format="Y-m-d")
     ends_on = tables.DateColumn(verbose_name="To", format="Y-m-d")
-    used = QuantityColumn()
-    included = QuantityColumn()
-    overage = QuantityColumn()
+    used = QuantityColumn(unit_from="meter__unit")
+    included = QuantityColumn(unit_from="meter__unit")
+    overage = QuantityColumn(unit_from="meter__unit")
     unit_price = QuantityColumn(verbose_name="Unit price")
     plan_tiers = PlanTiersColumn(verbose_name="Plan tiers", empty_values=(), orderable=False)
     tiers = AppliedTiersColumn(verbose_name="Tiers applied", default="")
@@ -386,7 +488,7 @@ def margin_total(name: str):
     def footer(table):
         if not table.margin.customers:
             return ""
-        return format_money(getattr(table.margin, name), table.currency)
+        return money_text(getattr(table.margin, name), table.currency)
 
     return footer
 
@@ -424,12 +526,12 @@ class MarginCustomerTable(tables.Table):
 
 
 class UsageAlertTable(tables.Table):
-    raised_at = tables.DateTimeColumn(verbose_name="Raised", format="Y-m-d H:i")
+    raised_at = tables.DateTimeColumn(verbose_name=zone_header("Raised"), format="Y-m-d H:i")
     tenant = tables.Column(accessor="tenant__name")
     meter = tables.Column(accessor="plan_item__meter__name")
     percent = tables.Column(verbose_name="Threshold (%)")
-    usage = QuantityColumn()
-    base = QuantityColumn(verbose_name="Limit or included")
+    usage = QuantityColumn(unit_from="plan_item__meter__unit")
+    base = QuantityColumn(verbose_name="Limit or included", unit_from="plan_item__meter__unit")
     policy = tables.Column(accessor="plan_item__overage_policy", verbose_name="Policy")
 
     class Meta:
@@ -437,5 +539,10 @@ class UsageAlertTable(tables.Table):
         empty_text = "No thresholds crossed this month."
         orderable = False
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.zone = timezone.get_current_timezone()  # for the CSV, which streams later
+
     def value_raised_at(self, value):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # ISO 8601, to the second
+        # ISO 8601 to the second, in the page's zone with its offset
+        return value.astimezone(self.zone).isoformat(timespec="seconds")

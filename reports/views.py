@@ -132,11 +132,19 @@ class ReportChartView(LoginRequiredMixin, BaseLineChartView):
 
     def get_context_data(self, **kwargs):
         # django-chartjs would also serialize the view and URL kwargs.
+        unit = self.series.unit
         return {
             "labels": self.get_labels(),
             "datasets": self.get_datasets(),
             "meter": self.series.meter.code,
             "unit": self.series.meter.unit,
+            # The data is in this unit: stored value = value × factor.
+            "display": {
+                "symbol": unit.symbol,
+                "name": unit.name,
+                "factor": str(unit.factor),
+                "places": unit.places,
+            },
         }
 
     def get_colors(self):
@@ -160,7 +168,8 @@ class ReportChartView(LoginRequiredMixin, BaseLineChartView):
 
     def get_data(self):
         # Chart.js needs numbers: Decimal becomes float here, at the edge, and nowhere else.
-        return [[float(v) for v in s.values] for s in self.series.stacks]
+        factor = self.series.unit.factor
+        return [[float(v / factor) for v in s.values] for s in self.series.stacks]
 
 
 @login_required

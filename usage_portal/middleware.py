@@ -7,8 +7,13 @@ same way; API bodies are checked by the API's parsers instead, which also
 answer for JSON.
 """
 
-from django.http import HttpResponseBadRequest, HttpResponseNotFound, JsonResponse
+import contextlib
+import zoneinfo
 
+from django.http import HttpResponseBadRequest, HttpResponseNotFound, JsonResponse
+from django.utils import timezone
+
+from accounts.selectors import viewer_timezone
 from usage_portal.views import is_api_request
 from utilities.inputs import querydict_problem
 from utilities.text import text_problem
@@ -67,3 +72,32 @@ class RequestTextMiddleware:
             and not is_api_request(request)
             and request.content_type in FORM_TYPES
         )
+
+
+# The URL namespaces whose pages show times in the viewer's zone. The API speaks UTC
+# (RFC 3339) to every caller, and the admin keeps the server's zone.
+LOCAL_TIME_NAMESPACES = {"reports"}
+
+
+class ViewerTimeZoneMiddleware:
+    """Portal pages show times in the viewer's tenant's zone (`viewer_timezone`);
+    everything else, UTC. Usage days are UTC days either way: only the display moves."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        timezone.deactivate()
+        try:
+            return self.get_response(request)
+        finally:
+            # Tables fix the zone of their streamed CSVs when built (see reports.tables).
+            timezone.deactivate()
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        match = request.resolver_match
+        if match is not None and match.namespace in LOCAL_TIME_NAMESPACES:
+            # A zone stored past validation shows UTC rather than an error page.
+            with contextlib.suppress(zoneinfo.ZoneInfoNotFoundError, ValueError):
+                timezone.activate(zoneinfo.ZoneInfo(viewer_timezone(request.user)))
+        return None

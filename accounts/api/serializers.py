@@ -19,7 +19,16 @@ class TenantSerializer(FrozenFieldsMixin, serializers.ModelSerializer):
 
     class Meta:
         model = Tenant
-        fields = ["slug", "name", "kind", "parent", "external_id", "is_active"]
+        fields = [
+            "slug",
+            "name",
+            "kind",
+            "parent",
+            "external_id",
+            "timezone",
+            "currency",
+            "is_active",
+        ]
         extra_kwargs = {
             "external_id": {"required": False, "allow_null": True},
             # Model-level uniqueness is checked in full_clean by the service.

@@ -1,8 +1,11 @@
 """Plans, subscriptions, statements, margin, alerts and entitlements as the API shows them.
 
 Validation is the plans module's (the same the admin runs); these classes only
-map fields and call it.
+map fields and call it. Money is a decimal string in its currency's minor units
+(`billing.money.money_string`); quantities keep their stored places.
 """
+
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
@@ -16,14 +19,40 @@ from billing.models import (
     Subscription,
     UsageAlert,
 )
+from billing.money import money_string
 from billing.plan_rules import clean_plan_item, duplicate_meter_errors, plan_errors
 from metering.models import Meter
 from utilities.api.serializers import FrozenFieldsMixin
 
 DECIMAL = {"max_digits": 20, "decimal_places": 6, "coerce_to_string": True}
+# Before any statement there is no currency; the amounts are then zero.
+FALLBACK_CURRENCY = "USD"
 
 
-class PlanItemSerializer(serializers.ModelSerializer):
+def with_money(data: dict, names, currency: str | None) -> dict:
+    """`data` with its amounts `names` written in `currency`'s minor units: "500.000"
+    becomes "500.00" (USD), "500" (JPY) or stays "500.000" (KWD)."""
+    for name in names:
+        if data.get(name) is not None:
+            data[name] = money_string(Decimal(data[name]), currency or FALLBACK_CURRENCY)
+    return data
+
+
+class MoneyFieldsMixin:
+    """Writes `money_fields` in the currency of the object (`currency_of`); input is
+    read and validated as before."""
+
+    money_fields: tuple[str, ...] = ()
+
+    def currency_of(self, instance) -> str | None:
+        return instance.currency
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        return with_money(data, self.money_fields, self.currency_of(instance))
+
+
+class PlanItemSerializer(MoneyFieldsMixin, serializers.ModelSerializer):
     meter = serializers.SlugRelatedField(slug_field="code", queryset=Meter.objects.all())
     tiers = serializers.JSONField(
         required=False,
@@ -39,6 +68,11 @@ class PlanItemSerializer(serializers.ModelSerializer):
         "item of the meter names.",
     )
     thresholds = serializers.JSONField(required=False, help_text="percentages, e.g. [80, 100]")
+
+    money_fields = ("unit_price",)
+
+    def currency_of(self, instance) -> str:
+        return instance.plan.currency
 
     class Meta:
         model = PlanItem
@@ -74,7 +108,7 @@ class PlanItemSerializer(serializers.ModelSerializer):
         return {**attrs, **cleaned}
 
 
-class PlanSerializer(FrozenFieldsMixin, serializers.ModelSerializer):
+class PlanSerializer(MoneyFieldsMixin, FrozenFieldsMixin, serializers.ModelSerializer):
     owner = serializers.SlugRelatedField(
         slug_field="slug", queryset=Tenant.objects.none(), allow_null=True, required=False
     )
@@ -85,6 +119,7 @@ class PlanSerializer(FrozenFieldsMixin, serializers.ModelSerializer):
 
     frozen_fields = ("code", "owner")
     frozen_message = "cannot be changed once the plan exists."
+    money_fields = ("base_fee", "minimum_commitment")
 
     class Meta:
         model = Plan
@@ -158,9 +193,14 @@ class SubscriptionSerializer(FrozenFieldsMixin, serializers.ModelSerializer):
             self.fields["plan"].queryset = Plan.objects.visible_to(request.user)
 
 
-class StatementLineSerializer(serializers.ModelSerializer):
+class StatementLineSerializer(MoneyFieldsMixin, serializers.ModelSerializer):
     meter = serializers.CharField(source="meter.code")
     plan = serializers.CharField(source="plan_code")
+
+    money_fields = ("unit_price", "amount")
+
+    def currency_of(self, instance) -> str:
+        return instance.statement.currency
 
     class Meta:
         model = StatementLine
@@ -180,10 +220,12 @@ class StatementLineSerializer(serializers.ModelSerializer):
         ]
 
 
-class StatementSerializer(serializers.ModelSerializer):
+class StatementSerializer(MoneyFieldsMixin, serializers.ModelSerializer):
     tenant = serializers.CharField(source="tenant.slug")
     period = serializers.DateField(format="%Y-%m")
     lines = StatementLineSerializer(many=True)
+
+    money_fields = ("base_fee", "usage_amount", "minimum_commitment", "true_up", "total")
 
     class Meta:
         model = Statement
@@ -263,6 +305,16 @@ class MarginSerializer(serializers.Serializer):
 
     def get_tenant(self, margin) -> str | None:
         return margin.tenant.slug if margin.tenant is not None else None
+
+    def to_representation(self, margin):
+        data = super().to_representation(margin)
+        amounts = ("retail", "wholesale", "margin")
+        with_money(data, amounts, margin.currency)
+        for row in data["results"]:
+            with_money(row, amounts, margin.currency)
+        for row in data["customers"]:
+            with_money(row, ("retail", "wholesale_share", "margin"), margin.currency)
+        return data
 
 
 class EntitlementSerializer(serializers.Serializer):

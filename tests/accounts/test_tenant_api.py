@@ -24,8 +24,43 @@ def test_list_shows_exactly_the_callers_subtree(world, users, api):
         "kind": "organization",
         "parent": "reseller-a",
         "external_id": "EXT-ORG-A",
+        "timezone": "UTC",
+        "currency": "USD",
         "is_active": True,
     }
+
+
+def test_managers_set_time_zone_and_currency_checked_against_iana_and_iso_4217(world, users, api):
+    client = api(users["manager_a"])
+    changed = client.patch(
+        f"{TENANTS}org-a/", {"timezone": "Asia/Tokyo", "currency": "JPY"}, format="json"
+    )
+    assert changed.status_code == 200, changed.content
+    assert (changed.json()["timezone"], changed.json()["currency"]) == ("Asia/Tokyo", "JPY")
+    world.org_a.refresh_from_db()
+    assert (world.org_a.timezone, world.org_a.currency) == ("Asia/Tokyo", "JPY")
+    created = client.post(
+        TENANTS,
+        {"name": "Kuwait Org", "slug": "kw-org", "kind": "organization", "parent": "reseller-a",
+         "timezone": "Asia/Kuwait", "currency": "KWD"},
+        format="json",
+    )  # fmt: skip
+    assert created.status_code == 201, created.content
+    assert (created.json()["timezone"], created.json()["currency"]) == ("Asia/Kuwait", "KWD")
+    for bad in ({"timezone": "Mars/Olympus"}, {"timezone": "CET+1"}, {"currency": "XYZ"},
+                {"currency": "usd"}, {"currency": "DOLLAR"}):  # fmt: skip
+        response = client.patch(f"{TENANTS}org-a/", bad, format="json")
+        assert response.status_code == 400, bad
+        assert fields_in(response) == set(bad), response.content
+    world.org_a.refresh_from_db()
+    assert (world.org_a.timezone, world.org_a.currency) == ("Asia/Tokyo", "JPY")
+    # A viewer reads them but does not change them.
+    viewer = api(users["viewer_a"])
+    assert viewer.get(f"{TENANTS}org-a/").json()["timezone"] == "Asia/Tokyo"
+    refused = viewer.patch(f"{TENANTS}org-a/", {"timezone": "UTC"}, format="json")
+    assert refused.status_code in (403, 404)
+    world.org_a.refresh_from_db()
+    assert world.org_a.timezone == "Asia/Tokyo"
 
 
 @pytest.mark.parametrize("slug", ["reseller-b", "org-b", "agent-b", "partner-p"])

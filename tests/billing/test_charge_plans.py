@@ -276,7 +276,7 @@ def test_the_api_round_trips_every_charge_model_and_the_statement_shows_them(
     items = {i["dimension"]: i for i in created.json()["items"]}
     assert items["transcription"]["package_size"] == 100
     assert items["ocr"]["tiers"][1] == {"up_to": None, "unit_price": "0.5", "flat_fee": "0"}
-    assert created.json()["minimum_commitment"] == "100.000"
+    assert created.json()["minimum_commitment"] == "100.00"
 
     subscribe(tenant=world.org_a, plan=Plan.objects.get(code="a-full"), starts_on=last_month)
     send(
@@ -289,13 +289,13 @@ def test_the_api_round_trips_every_charge_model_and_the_statement_shows_them(
         "results"
     ]
     lines = {line["dimension"]: line for line in statement["lines"]}
-    assert lines["ocr"]["amount"] == "6.000"  # volume, first tier: 4 × 1 + 2
-    assert lines["transcription"]["amount"] == "2.000"  # 2 started packages of 100
+    assert lines["ocr"]["amount"] == "6.00"  # volume, first tier: 4 × 1 + 2
+    assert lines["transcription"]["amount"] == "2.00"  # 2 started packages of 100
     # Graduated rest: 5 × 1 + 3, then 2 × 0.1: 8.2.
-    assert lines[None]["amount"] == "8.200"
+    assert lines[None]["amount"] == "8.20"
     assert [t["units"] for t in lines[None]["tiers"]] == ["5", "2"]
-    assert (statement["minimum_commitment"], statement["true_up"]) == ("100.000", "73.800")
-    assert statement["total"] == "100.000"
+    assert (statement["minimum_commitment"], statement["true_up"]) == ("100.00", "73.80")
+    assert statement["total"] == "100.00"
 
 
 def test_the_statements_page_and_csv_show_the_tiers_applied(
@@ -348,8 +348,8 @@ def test_the_report_card_shows_one_plan_bar_per_item(world, users, login):
     card = card[: card.index("</article>")]
     # ocr: 12 of 10 included, over; the rest: 30 of 100, under.
     assert card.count('class="plan-bar') == 2
-    assert 'ocr: <span class="num">12</span>' in card
-    assert 'Other values: <span class="num">30</span>' in card
+    assert 'ocr: <span title="12 PU">12.00</span>' in card
+    assert 'Other values: <span title="30 PU">30.00</span>' in card
     assert 'class="plan-bar over"' in card and 'class="plan-bar ok"' in card
 
 
@@ -387,12 +387,12 @@ def test_margin_of_one_event_stream_under_different_models(world, users, api, la
     )
     # Wholesale: ocr 150 in the open volume tier, 15.00; the rest, 20 in 2 packages, 2.00.
     # Retail: 75 and 95 units at 0.5.
-    assert (body["retail"], body["wholesale"], body["margin"]) == ("85.000", "17.000", "68.000")
+    assert (body["retail"], body["wholesale"], body["margin"]) == ("85.00", "17.00", "68.00")
     customers = {c["tenant"]: c for c in body["customers"]}
     # Each wholesale line goes by the usage it rates: ocr 60:90, the rest 15:5.
-    assert customers["org-a"]["wholesale_share"] == "7.500"  # 6.00 + 1.50
-    assert customers["org-c"]["wholesale_share"] == "9.500"  # 9.00 + 0.50
-    assert (customers["org-a"]["margin"], customers["org-c"]["margin"]) == ("30.000", "38.000")
+    assert customers["org-a"]["wholesale_share"] == "7.50"  # 6.00 + 1.50
+    assert customers["org-c"]["wholesale_share"] == "9.50"  # 9.00 + 0.50
+    assert (customers["org-a"]["margin"], customers["org-c"]["margin"]) == ("30.00", "38.00")
 
 
 ACTIVITIES = ("transcription", "ocr", "translation", "workflow")

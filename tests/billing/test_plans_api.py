@@ -52,6 +52,29 @@ def test_manager_creates_a_plan_with_items_inline(api, users):
 
 
 @pytest.mark.parametrize(
+    ("currency", "base_fee", "unit_price", "shown"),
+    [
+        ("USD", "500", "0.05", ("500.00", "0.00", "0.05")),
+        ("USD", "500", "0.0004", ("500.00", "0.00", "0.0004")),  # a price keeps its places
+        ("JPY", "1200", "2", ("1200", "0", "2")),
+        ("KWD", "12.5", "0.125", ("12.500", "0.000", "0.125")),
+    ],
+)
+def test_money_reads_in_the_plans_currency_and_stays_a_string(
+    api, users, currency, base_fee, unit_price, shown
+):
+    body = plan_body(currency=currency, base_fee=base_fee, minimum_commitment="0",
+                     items=[{**ITEM, "tiers": [], "unit_price": unit_price}])  # fmt: skip
+    client = api(users["manager_a"])
+    created = client.post("/api/v1/plans/", body, format="json")
+    assert created.status_code == 201, created.content
+    for plan in (created.json(), client.get("/api/v1/plans/a-basic/").json()):
+        item = plan["items"][0]
+        assert (plan["base_fee"], plan["minimum_commitment"], item["unit_price"]) == shown
+        assert item["limit"] == "1500.000000"  # quantities keep their places
+
+
+@pytest.mark.parametrize(
     ("change", "field", "fragment"),
     [
         ({"tiers": [{"up_to": "10", "unit_price": "1"}, {"up_to": "5", "unit_price": "1"},

@@ -81,7 +81,7 @@ def test_statement_rates_usage_against_the_plan(world, subscribed, period, api, 
         .json()
     )
     [result] = body["results"]
-    assert (result["status"], result["currency"], result["total"]) == ("draft", "USD", "101.000")
+    assert (result["status"], result["currency"], result["total"]) == ("draft", "USD", "101.00")
     assert {line["meter"]: line["used"] for line in result["lines"]}["call_minutes"] == "12.000000"
     # The statement's "used" is the usage API's number.
     usage = (
@@ -232,3 +232,33 @@ def test_bad_billing_parameters_are_400(api, users, world):
     assert client.get("/api/v1/entitlements/?tenant=org-a").status_code == 400
     response = client.get("/api/v1/entitlements/?tenant=org-a&meter=nope")
     assert response.json()["errors"][0]["field"] == "meter"
+
+
+@pytest.mark.parametrize(
+    ("currency", "shown"),
+    [
+        ("USD", {"base_fee": "500.00", "total": "503.13", "amount": "3.13", "price": "0.50"}),
+        ("JPY", {"base_fee": "500", "total": "503", "amount": "3", "price": "0.5"}),
+        ("KWD", {"base_fee": "500.000", "total": "503.125", "amount": "3.125", "price": "0.500"}),
+    ],
+)
+def test_statement_money_reads_in_its_currency(world, users, api, period, currency, shown):
+    from billing.money import round_money
+    from metering.models import Meter
+
+    amount = round_money(D("3.125"), currency)
+    statement = Statement.objects.create(
+        tenant=world.org_a, period=period, currency=currency, base_fee=D("500"),
+        usage_amount=amount, total=D("500") + amount, as_of=timezone.now(),
+    )  # fmt: skip
+    statement.lines.create(
+        meter=Meter.objects.get(code="call_minutes"), plan_code="a-retail", starts_on=period,
+        ends_on=period, used=D("16.25"), included=D("10"), overage=D("6.25"),
+        unit_price=D("0.5"), amount=amount,
+    )  # fmt: skip
+    response = api(users["org_a"]).get(f"/api/v1/statements/?tenant=org-a&period={period:%Y-%m}")
+    [result] = response.json()["results"]
+    [line] = result["lines"]
+    assert (result["base_fee"], result["total"]) == (shown["base_fee"], shown["total"])
+    assert (line["amount"], line["unit_price"]) == (shown["amount"], shown["price"])
+    assert line["used"] == "16.250000"  # quantities keep their stored places

@@ -38,7 +38,7 @@ def test_reseller_reads_the_report_filters_drills_down_and_downloads(
     page.wait_for_url("**period=last_month**")
     assert page.locator("#id_period").input_value() == "last_month"
     # Last month holds only the 10 minutes of its last day.
-    assert page.locator('[data-meter="call_minutes"] .total').inner_text() == "10 minutes"
+    assert page.locator('[data-meter="call_minutes"] .total').inner_text() == "10.00 minutes"
     assert sum(chart_values(page)) == pytest.approx(10)
 
     page.select_option("form.inline select[name=stack]", "dimension")
@@ -80,6 +80,34 @@ def test_chart_numbers_are_readable_without_javascript(browser, live_server, rep
         assert "Org A" in page.locator("#children-table").inner_text()
     finally:
         context.close()
+
+
+def test_chart_axis_and_tooltip_read_in_hours(page, live_server, world, users):
+    from datetime import UTC, datetime
+
+    from accounts.models import PlatformPrincipal
+    from metering.ingestion import ingest_events
+
+    at = datetime.now(UTC).replace(hour=0, minute=0, second=1, microsecond=0)
+    ingest_events(
+        [{"event_id": "h1", "tenant": "agent-a", "meter": "computation_ms",
+          "quantity": "152258886", "timestamp": at.isoformat()}],
+        principal=PlatformPrincipal(),
+    )  # fmt: skip
+    sign_in(page, live_server, "alice")
+    page.wait_for_url(f"{live_server.url}/reports/t/reseller-a/")
+    page.goto(f"{live_server.url}/reports/t/reseller-a/?meter=computation_ms")
+    assert sum(chart_values(page)) == pytest.approx(42.294135, abs=1e-6)
+    axis = page.evaluate(
+        """() => { const y = Chart.getChart(document.querySelector('#usage-chart')).scales.y;
+                   return [y.options.title.text, y.ticks.map((t) => t.label)]; }"""
+    )
+    assert axis[0] == "hours (h)"
+    assert "40" in axis[1] and not any("," in label and len(label) > 6 for label in axis[1])
+    assert page.locator("#usage-chart").get_attribute("data-unit") == "h"
+    total = page.locator('[data-meter="computation_ms"] .total')
+    assert total.inner_text() == "42.29 h"
+    assert total.locator("span[title]").get_attribute("title") == "152,258,886 ms"
 
 
 def test_records_page_filters_in_the_browser(page, live_server, report_usage, users):
@@ -127,7 +155,7 @@ def test_typed_dates_apply_and_a_preset_clears_them(page, live_server, report_us
     page.wait_for_url("**start=**")
     assert page.locator("#id_period").input_value() == "custom"
     assert f"{start} to {end} (custom range" in page.locator("p.period").inner_text()
-    assert page.locator('[data-meter="call_minutes"] .total').inner_text() == "10 minutes"
+    assert page.locator('[data-meter="call_minutes"] .total').inner_text() == "10.00 minutes"
     # Back to a preset: the typed dates go, this month shows again.
     page.select_option("#id_period", "this_month")
     assert page.locator("#id_start").input_value() == ""

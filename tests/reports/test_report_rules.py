@@ -1,14 +1,23 @@
 """The report's rules as plain functions: periods, change, plan bars, top consumers."""
 
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
 from django.template.loader import render_to_string
+from django.utils.html import strip_tags
 
 from accounts.models import Tenant
 from metering.models import Meter
 from reports.date_ranges import LAST_30_DAYS, LAST_MONTH, THIS_MONTH, DateRange, preset_range
-from reports.selectors import ChildUsage, MeterCard, PlanAllowance, plan_bar, top_consumers
+from reports.selectors import (
+    Charge,
+    ChildUsage,
+    MeterCard,
+    PlanAllowance,
+    plan_bar,
+    top_consumers,
+)
 from reports.tables import ChildUsageTable
 
 
@@ -71,7 +80,33 @@ def test_meter_card_template_draws_the_plan_bar_only_with_a_plan():
     )
     html = render_to_string("reports/includes/meter_card.html", {"card": planned})
     assert 'class="plan-bar warn"' in html and "width: 90.0%" in html
-    assert "Included 1,000" in html and "80% crossed" in html
+    assert "Included 1,000;" in strip_tags(html) and "80% crossed" in html
+
+
+def test_an_item_with_nothing_included_and_no_limit_has_no_bar():
+    priced_only = PlanAllowance(included=Decimal(0), thresholds=(80, 100))
+    assert not priced_only.has_allowance and plan_bar(Decimal(500), priced_only) is None
+    capped = PlanAllowance(included=Decimal(0), limit=Decimal(1000))
+    assert capped.has_allowance and plan_bar(Decimal(500), capped).level == "ok"
+
+
+def test_meter_card_shows_the_charge_of_an_item_without_allowance_instead_of_a_bar():
+    meter = Meter(code="call_minutes", name="Call minutes", unit="minutes")
+    charge = Charge(Decimal("3.25"), "USD", date(2026, 11, 1))
+    card = MeterCard(
+        meter, Decimal("16.25"), Decimal("0"), [PlanAllowance(Decimal(0), charge=charge)]
+    )
+    html = render_to_string("reports/includes/meter_card.html", {"card": card})
+    assert "plan-bar" not in html and "Included" not in html
+    assert "Charges so far, Nov 2026 statement: 3.25 USD" in strip_tags(html)
+    final = replace(charge, amount=Decimal("1200"), currency="JPY", final=True)
+    card.allowances = [PlanAllowance(Decimal(0), charge=final)]
+    html = render_to_string("reports/includes/meter_card.html", {"card": card})
+    assert "Charges, Nov 2026 statement: 1,200 JPY" in strip_tags(html)
+    # No statement line yet: nothing but the total.
+    card.allowances = [PlanAllowance(Decimal(0))]
+    html = render_to_string("reports/includes/meter_card.html", {"card": card})
+    assert "plan-bar" not in html and "Charges" not in html
 
 
 def test_top_consumers_rank_children_and_skip_idle_and_own_usage():
@@ -90,9 +125,22 @@ def test_children_table_adds_charges_column_only_when_rows_have_charges():
     meter = Meter(code="m", name="M", unit="count")
     row = ChildUsage(Tenant(name="Org", slug="org", kind="organization"), {"m": Decimal(1)})
     assert "charges" not in ChildUsageTable([row], meters=[meter]).columns.names()
-    row.charges = Decimal("12.50")
+    row.charges = Charge(Decimal("12.5"), "USD", date(2026, 11, 1))
     table = ChildUsageTable([row], meters=[meter])
-    assert list(table.columns.names()) == ["name", "kind", "m_m", "charges"]
+    # The currency is a column of the CSV only; the page shows it in each cell.
+    assert list(table.columns.names()) == ["name", "kind", "m_m", "charges", "charges_currency"]
+    assert [c.name for c in table.columns] == ["name", "kind", "m_m", "charges"]
+    assert table.columns["charges"].header == "Charges, Nov 2026 statement"
+    assert table.rows[0].get_cell("charges") == "12.50 USD"
+    assert [table.rows[0].get_cell_value(c) for c in ("charges", "charges_currency")] == [
+        "12.50",
+        "USD",
+    ]
+    more = ChildUsage(Tenant(name="Big", slug="big", kind="organization"), {"m": Decimal(1)})
+    more.charges = Charge(Decimal("300"), "USD", date(2026, 11, 1))
+    idle = ChildUsage(Tenant(name="Idle", slug="idle", kind="organization"), {"m": Decimal(0)})
+    by_charges = ChildUsageTable([row, more, idle], meters=[meter], order_by="-charges")
+    assert [r.record.name for r in by_charges.rows] == ["Big", "Org", "Idle"]
 
 
 def test_focus_meter_prefers_the_asked_meter_then_used_meters_distinct_counts_last():

@@ -106,7 +106,8 @@ def test_chart_json_and_its_table_equal_the_daily_api(report_usage, users, login
     client = login(users["manager_a"])
     params = {**COMMS, "meter": "call_minutes"}
     chart = client.get("/reports/t/reseller-a/chart/", params).json()
-    assert set(chart) == {"labels", "datasets", "meter", "unit"}
+    assert set(chart) == {"labels", "datasets", "meter", "unit", "display"}
+    assert chart["display"] == {"symbol": "minutes", "name": "minutes", "factor": "1", "places": 2}
     daily = api_usage(api, users["manager_a"], tenant="reseller-a", group_by="day", **params)
     by_day = {r["day"]: Decimal(r["quantity"]) for r in daily}
     stacked = [sum(values) for values in zip(*(d["data"] for d in chart["datasets"]), strict=True)]

@@ -5,11 +5,12 @@ import csv
 import io
 import json
 import re
-from datetime import UTC
+from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
 from django.utils import timezone
+from django.utils.html import strip_tags
 
 from billing.models import Plan, PlanItem, UsageAlert
 from billing.periods import month_of
@@ -77,10 +78,48 @@ def test_report_page_shows_plan_bar_and_child_charges(billed, users, login):
     org_page = client.get("/reports/t/org-a/?category=communications").content.decode()
     # 16.25 used of a 20 limit (10 included): past the 50 % threshold, under the limit.
     assert 'class="plan-bar warn"' in org_page
-    assert "Included 10, limit 20; alert at 50% crossed" in org_page
+    assert "Included 10, limit 20; alert at 50% crossed" in strip_tags(org_page)
     rows = download(client, "/reports/t/reseller-a/csv/?table=children")
     org_row = next(r for r in rows if r.get("Child", r.get("Name", "")).startswith("Org A"))
-    assert D(org_row["Charges"]) == D("103.13")
+    header = f"Charges, {billed:%b %Y} statement"
+    assert (D(org_row[header]), org_row["Currency"]) == (D("103.13"), "USD")
+    page = client.get("/reports/t/reseller-a/?category=communications").content.decode()
+    table = html_table(page, "children-table")
+    assert table[0][-1] == header and "Currency" not in table[0]
+    assert table[1][0] == "Org A" and table[1][-1] == "103.13 USD"
+    assert 'id="charges-note"' not in page
+
+
+def test_charges_column_across_months_is_left_out_with_a_note(billed, users, login):
+    client = login(users["manager_a"])
+    start = billed - timedelta(days=3)  # the last days of the month before, and the first
+    across = {"category": "communications", "period": "custom", "start": f"{start}",
+              "end": f"{billed}"}  # fmt: skip
+    page = client.get("/reports/t/reseller-a/", across).content.decode()
+    assert not any(h.startswith("Charges") for h in html_table(page, "children-table")[0])
+    note = page[page.index('id="charges-note"') :]
+    assert "only for a period inside one calendar month" in note[: note.index("</p>")]
+    rows = download(
+        client,
+        f"/reports/t/reseller-a/csv/?table=children&period=custom&start={start}&end={billed}",
+    )
+    assert not any(name.startswith("Charges") or name == "Currency" for name in rows[0])
+    # An organization's children (agents) have no statements: no column, no note.
+    org_page = client.get("/reports/t/org-a/", across).content.decode()
+    assert 'id="charges-note"' not in org_page
+
+
+def test_wholesale_items_without_allowance_show_their_charge_not_a_red_bar(billed, users, login):
+    client = login(users["manager_a"])
+    page = client.get("/reports/t/reseller-a/?category=communications").content.decode()
+    calls = page[page.index('data-meter="call_minutes"') :]
+    calls = calls[: calls.index("</article>")]
+    # The wholesale plan includes nothing: 16.25 minutes at 0.2 is charged, not "over".
+    assert "plan-bar" not in calls
+    assert f"Charges so far, {billed:%b %Y} statement: 3.25 USD" in strip_tags(calls)
+    # The organization's retail item has an allowance: its bar, no charge line.
+    org_page = client.get("/reports/t/org-a/?category=communications").content.decode()
+    assert 'class="plan-bar warn"' in org_page and "Charges so far" not in org_page
 
 
 def test_bad_period_is_400(billed, users, login):
@@ -110,8 +149,10 @@ def test_statement_csvs_write_months_and_iso_times(billed, users, login):
     assert [r["Period"] for r in download(client, url + "statements")] == [month]
     [alert] = download(client, url + "alerts")
     alert_row = UsageAlert.objects.get()
-    assert alert["Raised"] == alert_row.raised_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", alert["Raised"])
+    assert alert["Raised (UTC)"] == alert_row.raised_at.isoformat(
+        timespec="seconds"
+    )  # viewer in UTC
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", alert["Raised (UTC)"])
 
 
 def test_lines_name_their_plan_with_its_code(billed, users, login):
@@ -158,7 +199,7 @@ def test_tiered_lines_show_the_plan_tiers_as_rated(tiered, users, login):
     assert line["Plan"] == "Tiered (b-tiered)"
     assert line["Plan tiers"] == words
     assert line["Tiers applied"].startswith("0–30: 30 × 0.1 = 3.00; 30–∞: 19 × 0.05 + 1.00 flat")
-    assert line["Amount"] == "4.95"
+    assert line["Amount"] == "4.95 USD"
     [exported] = download(client, f"/reports/t/org-b/statements/csv/?table=lines&period={month}")
     assert json.loads(exported["Plan tiers"]) == tiered.tiers
     # Edited since the statement was rated: the statement still shows what priced it.
@@ -166,7 +207,7 @@ def test_tiered_lines_show_the_plan_tiers_as_rated(tiered, users, login):
     tiered.save()
     Plan.objects.filter(pk=tiered.plan_id).update(name="Renamed")
     line = shown_line()
-    assert line["Plan tiers"] == words and line["Amount"] == "4.95"
+    assert line["Plan tiers"] == words and line["Amount"] == "4.95 USD"
     # Rated again, it shows the new tiers.
     after_rollup()
     assert shown_line()["Plan tiers"] == "all at 9.00"
