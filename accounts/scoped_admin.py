@@ -15,6 +15,9 @@ What a user may pick or filter by, for a related model, is what that model's own
 admin shows them (`related_choices`), so a plan appears in a filter exactly when
 it appears in the plan changelist.
 
+Every changelist counts its rows no further than a few pages past the page shown
+(`utilities.admin_lists`): the event table holds millions.
+
 Tenant fields listed in an admin's `autocomplete_fields` search tenants by name and
 slug and label them by kind and path ("Cloudline Voice › Acme Dental › Ava (agent)",
 as far up as the user sees), through the tenant admin's scoped autocomplete view.
@@ -40,6 +43,7 @@ from django.urls import reverse
 from accounts.models import Tenant
 from accounts.scoping import visible
 from accounts.services import user_can_manage
+from utilities.admin_lists import CountAheadPaginator, changelist_page
 
 
 def is_tenant_staff(user) -> bool:
@@ -361,6 +365,11 @@ class TenantScopedAdminMixin(ScopedChoicesMixin):
 
     tenant_field = "tenant"
     catalog = False
+    paginator = CountAheadPaginator
+
+    def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
+        page = changelist_page(request)
+        return self.paginator(queryset, per_page, orphans, allow_empty_first_page, page_number=page)
 
     def tenant_of(self, obj):
         return obj if not self.tenant_field else getattr(obj, self.tenant_field)

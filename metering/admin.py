@@ -4,6 +4,7 @@ import json
 
 from django.contrib import admin
 
+from accounts.models import Tenant
 from accounts.scoped_admin import TenantScopedAdminMixin
 from metering.models import Meter, UsageEvent
 
@@ -38,19 +39,40 @@ class MeterAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
 @admin.register(UsageEvent)
 class UsageEventAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
-    """Usage records, read-only: corrections are new events sent through the API."""
+    """Usage records, read-only: corrections are new events sent through the API.
+
+    Millions of rows: the list is newest first through the time index (or the
+    meter's, when filtered by meter), sorts by no other column, counts no facets,
+    and searches by exact key through indexes instead of scanning every event id.
+    """
 
     list_display = ("event_id", "tenant", "meter", "quantity", "occurred_at", "source")
     list_filter = ("source", "meter__category", "meter")
     search_fields = ("event_id", "tenant__slug")
+    search_help_text = "An event id, or a tenant's slug (the events of its subtree)."
     list_select_related = ("tenant", "meter")
     date_hierarchy = "occurred_at"
+    ordering = ("-occurred_at", "-id")
+    sortable_by = ("occurred_at",)
+    show_facets = admin.ShowFacets.NEVER
     show_full_result_count = False
     exclude = ("attributes",)
     readonly_fields = ("attributes_shown",)
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        tenants = Tenant.objects.visible_to(request.user)
+        tenant = tenants.filter(slug=term).first()
+        if tenant is not None:
+            return queryset.within(tenant), False
+        # Event ids are unique per tenant: looked up tenant by tenant through that
+        # key, as no index leads with the event id.
+        return queryset.filter(tenant__in=tenants.order_by().values("pk"), event_id=term), False
 
     @admin.display(description="Attributes")
     def attributes_shown(self, obj):

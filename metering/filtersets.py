@@ -5,7 +5,7 @@ import datetime as dt
 import django_filters
 from django.http import Http404
 
-from accounts.models import Tenant, subtrees_q
+from accounts.models import Tenant
 from metering.models import Meter, UsageEvent
 from utilities.inputs import validate_supported_date
 
@@ -32,7 +32,7 @@ class UsageEventFilterSet(django_filters.FilterSet):
         tenant = Tenant.objects.visible_to(self.request.user).filter(slug=value).first()
         if tenant is None:
             raise Http404("No such tenant.")
-        return queryset.filter(subtrees_q([tenant], "tenant__"))
+        return queryset.within(tenant)
 
     def filter_start(self, queryset, name, value):
         return queryset.filter(occurred_at__gte=value)

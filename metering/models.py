@@ -1,10 +1,11 @@
 """The meter catalog and the telemetry records (usage events) measured against it."""
 
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import connections, models
+from django.db.models.lookups import In
 from django.utils import timezone
 
-from accounts.models import ScopedQuerySet, Tenant
+from accounts.models import ScopedQuerySet, Tenant, restrict_to, subtrees_q, visibility_q
 
 
 class Meter(models.Model):
@@ -73,6 +74,57 @@ class Meter(models.Model):
                 )
 
 
+class Unindexed(models.Func):
+    """A column the planner may not look up through an index (`+column`)."""
+
+    template = "(+%(expressions)s)"
+    arity = 1
+
+
+class UsageEventQuerySet(ScopedQuerySet):
+    """Events restricted to subtrees in the form that keeps newest-first lists fast.
+
+    The rule is the one of `visibility_q` and `subtrees_q`; only its SQL differs:
+    the subtree's tenant ids in a subquery. On SQLite that alone still led the
+    planner to read every event of every tenant below through the (tenant,
+    occurred_at) index and sort them all for a page of 100 (seconds for a
+    reseller at 1M events). So on SQLite a subtree holding many events is matched
+    without that index: the list walks the time index (or the meter's) newest
+    first and stops after a page, reading about page × (table / subtree) rows; a
+    subtree holding few events keeps the index, and sorting those few is cheap.
+    PostgreSQL weighs both plans from its statistics and needs no hint (the hint
+    would hide the subtree's share from it).
+    """
+
+    # Below this share of the table a subtree's events are read through its tenants.
+    FEW = 1 / 1000
+    FEW_AT_LEAST = 10_000
+
+    def visible_to(self, principal):
+        condition = visibility_q(principal)
+        if condition is True or condition is False:
+            return restrict_to(self, condition)
+        return self.in_tenants(Tenant.objects.filter(condition))
+
+    def within(self, tenant: Tenant):
+        """Events of `tenant` and every tenant below it."""
+        return self.in_tenants(Tenant.objects.filter(subtrees_q([tenant])))
+
+    def in_tenants(self, tenants):
+        ids = tenants.order_by().values("pk")
+        if connections[self.db].vendor != "sqlite" or self.holds_few(ids):
+            return self.filter(tenant_id__in=ids)
+        return self.filter(In(Unindexed("tenant_id"), ids))
+
+    def holds_few(self, ids) -> bool:
+        """Whether the tenants `ids` hold few events: counted through their index,
+        never further than the threshold."""
+        events = UsageEvent.objects.using(self.db).order_by()
+        top = events.aggregate(top=models.Max("id"))["top"] or 0
+        few = max(self.FEW_AT_LEAST, int(top * self.FEW))
+        return events.filter(tenant_id__in=ids)[:few].count() < few
+
+
 class UsageEvent(models.Model):
     """One telemetry record. Immutable: corrections are new events."""
 
@@ -100,7 +152,7 @@ class UsageEvent(models.Model):
     dimension = models.CharField(max_length=256, blank=True, default="")
     attributes = models.JSONField(default=dict, blank=True)
 
-    objects = ScopedQuerySet.as_manager()
+    objects = UsageEventQuerySet.as_manager()
 
     class Meta:
         indexes = [

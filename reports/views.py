@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_tables2 import RequestConfig
 from django_tables2.paginators import LazyPaginator
 
-from accounts.models import Tenant, subtrees_q
+from accounts.models import Tenant
 from accounts.selectors import top_tenants, visible_ancestors
 from billing.periods import requested_month
 from metering.models import Meter, UsageEvent
@@ -210,9 +210,7 @@ def filtered_records(request, tenant: Tenant) -> RecordsFilterSet:
     data = request.GET.copy()
     data["tenant"] = tenant.slug
     events = (
-        UsageEvent.objects.visible_to(request.user)
-        .filter(subtrees_q([tenant], "tenant__"))
-        .select_related("tenant", "meter")
+        UsageEvent.objects.visible_to(request.user).within(tenant).select_related("tenant", "meter")
     )
     return RecordsFilterSet(data, queryset=events, request=request)
 
