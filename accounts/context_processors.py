@@ -1,3 +1,4 @@
+from accounts.brands import request_brand
 from accounts.selectors import top_tenants
 
 
@@ -7,3 +8,8 @@ def user_tenants(request):
     if user is None or not user.is_authenticated:
         return {"user_tenants": []}
     return {"user_tenants": top_tenants(user)}
+
+
+def brand(request):
+    """The brand the page shows (see `accounts.brands.request_brand`)."""
+    return {"brand": request_brand(request)}

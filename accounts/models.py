@@ -15,7 +15,9 @@ from mptt.querysets import TreeQuerySet
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
 from accounts.signals import tenant_moved
+from utilities.colors import color_problem
 from utilities.currencies import validate_currency_code
+from utilities.hostnames import domain_problem, normalized_domain
 from utilities.text import text_problem
 
 
@@ -293,6 +295,98 @@ class Tenant(MPTTModel):
         if bad:
             return f"A {self.kind} cannot have {', '.join(bad)} children, and this tenant has some."
         return None
+
+
+def validate_color(value: str) -> None:
+    problem = color_problem(value)
+    if problem:
+        raise ValidationError(problem)
+
+
+def reserved_hosts() -> list[str]:
+    """The operator's own host patterns, never a tenant's domain."""
+    return list(getattr(settings.ALLOWED_HOSTS, "static", settings.ALLOWED_HOSTS))
+
+
+class Brand(models.Model):
+    """What a partner or reseller shows everyone below it instead of the platform's
+    name; `accounts.brands.effective_brand` says whose brand a tenant shows."""
+
+    BRANDED_KINDS = (Tenant.Kind.PARTNER, Tenant.Kind.RESELLER)
+    LOGO_MAX_BYTES = 512 * 1024
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="brand")
+    name = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_single_line],
+        help_text="Shown instead of the platform's name; empty: the tenant's own name.",
+    )
+    primary_color = models.CharField(
+        max_length=7,
+        blank=True,
+        validators=[validate_color],
+        help_text="#rrggbb, the top bar and buttons; the text on it is chosen for contrast.",
+    )
+    logo_url = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="An http(s) address of a PNG, JPEG, GIF or WebP logo; the portal fetches "
+        "it once and serves its own copy.",
+    )
+    logo = models.BinaryField(null=True, blank=True, editable=False)
+    logo_type = models.CharField(max_length=20, blank=True, editable=False)
+    logo_hash = models.CharField(max_length=64, blank=True, editable=False, db_index=True)
+    logo_problem = models.CharField(
+        max_length=300,
+        blank=True,
+        editable=False,
+        help_text="Why the logo at the logo URL could not be used, if it could not.",
+    )
+    support_email = models.EmailField(
+        blank=True, help_text="Replies to the portal's mail go here."
+    )
+    domain = models.CharField(
+        max_length=253,
+        null=True,
+        blank=True,
+        unique=True,
+        error_messages={"unique": NOT_AVAILABLE.format(what="domain")},
+        help_text="A host name of yours (e.g. usage.example.com) pointing at the portal: "
+        "its sign-in page shows this brand.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(domain__isnull=True) | ~Q(domain=""),
+                name="brand_domain_null_not_empty",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.tenant.name
+
+    def save(self, *args, **kwargs):
+        self.domain = normalized_domain(self.domain or "") or None
+        self.primary_color = self.primary_color.lower()
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        super().clean()
+        errors = {}
+        if self.tenant_id and self.tenant.kind not in self.BRANDED_KINDS:
+            errors["tenant"] = "Only partners and resellers carry a brand."
+        self.domain = normalized_domain(self.domain or "") or None
+        if self.domain:
+            problem = domain_problem(self.domain, reserved_hosts())
+            if problem:
+                errors["domain"] = problem
+        if self.logo_url and not self.logo_url.startswith(("http://", "https://")):
+            errors["logo_url"] = "Use an http:// or https:// address."
+        if errors:
+            raise ValidationError(errors)
 
 
 class Membership(models.Model):

@@ -1,12 +1,15 @@
 """Sign-in endpoints with the password-guessing guard in front."""
 
 from django.contrib.auth import views as auth_views
+from django.http import Http404, HttpResponse
+from django.views.decorators.http import require_GET
 from rest_framework import status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from accounts.login_guard import clear_failures, locked_for, record_failure
+from accounts.models import Brand
 
 LOCKED = "Too many failed sign-ins for this account from your address; try again in {} minutes."
 
@@ -56,3 +59,16 @@ class GuardedTokenView(ObtainAuthToken):
         serializer.is_valid(raise_exception=True)
         clear_failures(request, username)
         return super().post(request, *args, **kwargs)
+
+
+@require_GET
+def brand_logo(request, digest: str):
+    """A brand's logo, by the hash of its bytes: public (sign-in pages show it), and
+    cached for good since new bytes get a new address."""
+    brand = Brand.objects.filter(logo_hash=digest).only("logo", "logo_type").first()
+    if brand is None or not brand.logo:
+        raise Http404("No such logo.")
+    response = HttpResponse(bytes(brand.logo), content_type=brand.logo_type)
+    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    response["Content-Security-Policy"] = "default-src 'none'"
+    return response

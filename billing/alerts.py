@@ -7,24 +7,22 @@ alert idempotent, also when two processes check at the same moment.
 """
 
 import logging
-import re
 from datetime import date
 
-from django.conf import settings
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import Membership, Tenant
+from accounts.mail import branded_mail, managers_by_brand
+from accounts.models import Tenant
 from billing.failures import FailureLog, guarded
 from billing.models import PlanItem, Subscription, TenantFailure, UsageAlert
 from billing.periods import month_of, segment_of
 from billing.plan_rules import threshold_crossed
 from billing.selectors import subscriptions_in, usage_by_item
 from billing.statements import periods_to_refresh
+from utilities.text import header_text
 
 logger = logging.getLogger(__name__)
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def check_alerts(
@@ -104,29 +102,14 @@ def raise_alert(subscription, item, threshold, period, usage) -> UsageAlert | No
     return alert
 
 
-def alert_recipients(tenant: Tenant) -> list[str]:
-    """The managers of the tenant and of the reseller it belongs to."""
-    tenants = [tenant]
+def alert_tenants(tenant: Tenant) -> list[Tenant]:
+    """Whose managers hear of the tenant's alerts: the tenant's and its reseller's."""
     reseller = (
         tenant
         if tenant.kind == Tenant.Kind.RESELLER
         else tenant.get_ancestors().filter(kind=Tenant.Kind.RESELLER).last()
     )
-    if reseller is not None and reseller != tenant:
-        tenants.append(reseller)
-    emails = (
-        Membership.objects.filter(tenant__in=tenants, role__in=Membership.MANAGING_ROLES)
-        .exclude(user__email="")
-        .filter(user__is_active=True)
-        .values_list("user__email", flat=True)
-    )
-    return sorted(set(emails))
-
-
-def header_text(value: str) -> str:
-    """Text for a mail header: line breaks and other controls in stored names (older
-    data, or an operator's import) become spaces, so data can never add a header."""
-    return " ".join(CONTROL_CHARACTERS.sub(" ", value).split())
+    return [tenant] if reseller is None or reseller == tenant else [tenant, reseller]
 
 
 def alert_message(alert: UsageAlert) -> tuple[str, str]:
@@ -149,12 +132,16 @@ def notify(alert: UsageAlert) -> None:
 
 
 def mail_alert(alert: UsageAlert) -> None:
-    recipients = alert_recipients(alert.tenant)
-    if not recipients:
+    """One mail per brand the recipients' tenants show (the tenant's managers and its
+    reseller's normally share one)."""
+    groups = managers_by_brand(alert_tenants(alert.tenant))
+    if not groups:
         return
     subject, body = alert_message(alert)
-    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
-    UsageAlert.objects.filter(pk=alert.pk).update(notified_to=", ".join(recipients))
+    for brand, recipients in groups:
+        branded_mail(brand, subject=subject, body=body, to=recipients).send()
+    notified = sorted(email for _, recipients in groups for email in recipients)
+    UsageAlert.objects.filter(pk=alert.pk).update(notified_to=", ".join(notified))
 
 
 def check_block_limits(tenant_ids, meter_ids) -> list[UsageAlert]:

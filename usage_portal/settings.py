@@ -2,11 +2,14 @@
 
 import ipaddress
 import os
+import re
 import secrets
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from usage_portal.hosts import AllowedHosts
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -34,11 +37,12 @@ def local_secret_key() -> str:
 
 DEBUG = env_bool("DJANGO_DEBUG")
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or local_secret_key()
-ALLOWED_HOSTS = [
+# Brands' domains are answered too (usage_portal.hosts); these are the operator's own.
+ALLOWED_HOSTS = AllowedHosts(
     h.strip()
     for h in (os.environ.get("DJANGO_ALLOWED_HOSTS") or "localhost,127.0.0.1").split(",")
     if h.strip()
-]
+)
 # HTTPS-only cookies, redirects and HSTS follow DEBUG unless set: a local demo over
 # plain HTTP (make run) turns them off explicitly.
 HTTPS = env_bool("DJANGO_HTTPS", default=not DEBUG)
@@ -96,6 +100,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.user_tenants",
+                "accounts.context_processors.brand",
             ],
         },
     },
@@ -319,6 +324,16 @@ EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25)
 EMAIL_HOST_USER = os.environ.get("DJANGO_EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("DJANGO_EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS")
+# The platform's own brand: what pages and mail show where no partner or reseller
+# brand applies (accounts.brands).
+USAGE_BRAND_NAME = os.environ.get("USAGE_BRAND_NAME", "Usage Portal")
+USAGE_BRAND_COLOR = os.environ.get("USAGE_BRAND_COLOR", "#14202e").lower()
+if not re.fullmatch(r"#[0-9a-f]{6}", USAGE_BRAND_COLOR):
+    raise ImproperlyConfigured("USAGE_BRAND_COLOR must be #rrggbb.")
+USAGE_SUPPORT_EMAIL = os.environ.get("USAGE_SUPPORT_EMAIL", "")
+# Logo addresses are fetched by the portal: never from its own network unless allowed.
+USAGE_LOGO_ALLOW_PRIVATE = env_bool("USAGE_LOGO_ALLOW_PRIVATE")
+USAGE_LOGO_TIMEOUT_SECONDS = 5
 DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "usage-portal@localhost")
 
 LOGGING = {

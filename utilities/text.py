@@ -21,3 +21,12 @@ def text_problem(value: str, *, single_line: bool = True) -> str | None:
     if 0xD800 <= code <= 0xDFFF:
         return f"Contains an unpaired surrogate (U+{code:04X}); send valid Unicode text."
     return f"Control character U+{code:04X} is not allowed here."
+
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def header_text(value: str) -> str:
+    """Text for a mail header: line breaks and other controls in stored names (older
+    data, or an operator's import) become spaces, so data can never add a header."""
+    return " ".join(_CONTROL_CHARACTERS.sub(" ", value).split())

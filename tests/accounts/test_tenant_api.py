@@ -27,6 +27,7 @@ def test_list_shows_exactly_the_callers_subtree(world, users, api):
         "timezone": "UTC",
         "currency": "USD",
         "is_active": True,
+        "branding": None,
     }
 
 

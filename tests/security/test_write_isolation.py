@@ -308,7 +308,7 @@ def test_stored_line_breaks_never_reach_a_mail_header(
         alerts = check_alerts()
     assert len(alerts) == 2
     subjects = sorted(m.subject for m in mail.outbox)
-    assert subjects[0].startswith("Acme Bcc: victim@example.com: Call minutes")
+    assert subjects[0].startswith("[Usage Portal] Acme Bcc: victim@example.com: Call minutes")
     assert all("\n" not in s and "\r" not in s for s in subjects)
     assert not TenantFailure.objects.exists()
 

@@ -19,7 +19,7 @@ ENDPOINTS = {
 
 
 class ApiRootView(APIRootView):
-    """The endpoints of the Usage Portal API; `docs` is its interactive documentation
+    """The endpoints of the API; `docs` is its interactive documentation
     and `schema` the OpenAPI document."""
 
     api_root_dict = ENDPOINTS
