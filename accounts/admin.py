@@ -5,11 +5,14 @@ from django import forms, http
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.urls import path
+from django.utils.html import format_html
 from mptt.admin import DraggableMPTTAdmin
 from rest_framework_api_key.models import APIKey as LibraryApiKey
 
-from accounts.models import ApiKey, Membership, Tenant
+from accounts.brands import logo_file_problem, logo_src, put_logo, queue_logo_fetch
+from accounts.models import ApiKey, Brand, Membership, Tenant
 from accounts.scoped_admin import (
     ScopedInlineMixin,
     TenantAutocompleteJsonView,
@@ -22,6 +25,7 @@ from accounts.services import (
     tree_write_lock,
     user_can_manage,
 )
+from utilities.images import ACCEPTED
 
 __all__ = ["TenantScopedAdminMixin", "is_tenant_staff"]
 
@@ -40,6 +44,91 @@ class MembershipInline(ScopedInlineMixin, admin.TabularInline):
                 get_user_model().objects.filter(memberships__tenant__in=managed).distinct()
             )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser or is_tenant_staff(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser or (obj is not None and user_can_manage(request.user, obj))
+
+    has_add_permission = has_change_permission
+    has_delete_permission = has_change_permission
+
+
+class BrandAdminForm(forms.ModelForm):
+    logo_url = forms.URLField(
+        required=False,
+        assume_scheme="https",
+        max_length=Brand._meta.get_field("logo_url").max_length,
+        label="Logo URL",
+        help_text=Brand._meta.get_field("logo_url").help_text,
+    )
+    logo_file = forms.FileField(
+        required=False,
+        label="Upload a logo",
+        help_text=f"{ACCEPTED}, up to {Brand.LOGO_MAX_BYTES // 1024} KB; replaces the logo URL's.",
+    )
+    remove_logo = forms.BooleanField(required=False, label="Remove the logo")
+
+    class Meta:
+        model = Brand
+        fields = ["name", "primary_color", "logo_url", "support_email", "domain"]
+        widgets = {"primary_color": forms.TextInput(attrs={"placeholder": "#1f6feb", "size": 8})}
+
+    def clean_logo_file(self):
+        upload = self.cleaned_data.get("logo_file")
+        if upload is None:
+            return None
+        if upload.size > Brand.LOGO_MAX_BYTES:
+            raise ValidationError(logo_file_problem(b"x" * (Brand.LOGO_MAX_BYTES + 1)))
+        data = upload.read()
+        problem = logo_file_problem(data)
+        if problem:
+            raise ValidationError(problem)
+        return data
+
+    def save(self, commit=True):
+        brand = super().save(commit=False)
+        url_changed = "logo_url" in self.changed_data
+        if self.cleaned_data.get("logo_file"):
+            put_logo(brand, self.cleaned_data["logo_file"])
+            brand.logo_problem = ""
+        elif self.cleaned_data.get("remove_logo") or url_changed:
+            put_logo(brand, None)
+            brand.logo_problem = ""
+        if commit:
+            brand.save()
+        if url_changed and brand.logo_url and not self.cleaned_data.get("logo_file"):
+            transaction.on_commit(lambda: queue_logo_fetch(brand.pk))
+        return brand
+
+
+class BrandInline(ScopedInlineMixin, admin.StackedInline):
+    """A partner's or reseller's brand, edited by its managers with the tenant."""
+
+    model = Brand
+    form = BrandAdminForm
+    max_num = 1
+    extra = 1
+    fields = [
+        "name",
+        "primary_color",
+        "logo_url",
+        "logo_file",
+        "current_logo",
+        "remove_logo",
+        "logo_problem",
+        "support_email",
+        "domain",
+    ]
+    readonly_fields = ["current_logo", "logo_problem"]
+
+    @admin.display(description="Logo")
+    def current_logo(self, brand):
+        src = logo_src(brand) if brand and brand.pk else ""
+        if not src:
+            return "None"
+        return format_html('<img src="{}" alt="Logo" style="max-height:40px">', src)
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_superuser or is_tenant_staff(request.user)
@@ -101,11 +190,20 @@ class TenantAdmin(TenantScopedAdminMixin, DraggableMPTTAdmin):
     list_filter = ("kind", "is_active")
     search_fields = ("name", "slug", "external_id")
     prepopulated_fields = {"slug": ("name",)}
-    inlines = [MembershipInline]
+    inlines = [BrandInline, MembershipInline]
     mptt_level_indent = 18
     # django-mptt lists 2,000 rows a page for dragging across the whole tree; a row
     # takes ~1.5 ms to render, so the demo's 667 tenants took a second.
     list_per_page = 100
+
+    def get_inline_instances(self, request, obj=None):
+        # Only partners and resellers carry a brand; a new tenant gets one once saved.
+        return [
+            inline
+            for inline in super().get_inline_instances(request, obj)
+            if not isinstance(inline, BrandInline)
+            or (obj is not None and obj.kind in Brand.BRANDED_KINDS)
+        ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         return bound_to_user(super().get_form(request, obj, change=change, **kwargs), request.user)

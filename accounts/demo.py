@@ -1,13 +1,16 @@
 """The demo tenant tree and users: deterministic, so loading it twice changes nothing."""
 
 import random
+import struct
+import zlib
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils.text import slugify
 
-from accounts.models import Membership, Tenant
+from accounts.brands import put_logo
+from accounts.models import Brand, Membership, Tenant
 
 SEED = 20261125
 
@@ -23,6 +26,18 @@ RESELLERS = [
     ("Alpenglow Solutions", 1),
     ("Ostsee Telecom", 1),
     ("Independent Agents Co", None),
+]
+# Each partner's and reseller's brand: (tenant name, brand name, colour, domain).
+# Cloudline's domain is under .localhost, which browsers send to this machine.
+BRANDS = [
+    ("Northwind Channel Partners", "Northwind Usage", "#0b5394", None),
+    ("Bluepeak Alliance", "Bluepeak Cloud", "#1c4587", None),
+    ("Cloudline Voice", "Cloudline Portal", "#0f766e", "cloudline.localhost"),
+    ("Harborview Digital", "Harborview Metering", "#9a3412", None),
+    ("Meridian AI Services", "Meridian AI", "#6d28d9", None),
+    ("Alpenglow Solutions", "Alpenglow", "#be185d", None),
+    ("Ostsee Telecom", "Ostsee Telecom", "#0369a1", None),
+    ("Independent Agents Co", "Independent Agents", "#f5b301", None),
 ]
 ORGS_PER_RESELLER = 10
 AGENTS_PER_ORG = 10
@@ -279,3 +294,52 @@ def load_demo_users(specs: list[UserSpec]) -> None:
                 tenant=Tenant.objects.get(slug=spec.tenant_slug),
                 defaults={"role": spec.role},
             )
+
+
+def bars_logo(color: str, size: int = 48) -> bytes:
+    """A PNG of three rising bars in the brand's colour on a white tile: a stand-in
+    logo per brand, visible on the brand's own top bar."""
+    rgb = bytes(int(color[i : i + 2], 16) for i in (1, 3, 5))
+    bars = [(8, 26), (20, 16), (32, 6)]  # (left x, top y), each 9 px wide
+    rows = []
+    for y in range(size):
+        row = bytearray(b"\x00")  # filter type: none
+        for x in range(size):
+            inside = any(left <= x < left + 9 and top <= y < size - 6 for left, top in bars)
+            row += rgb + b"\xff" if inside else b"\xff\xff\xff\xff"
+        rows.append(bytes(row))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", size, size, 8, 6, 0, 0, 0)  # 8-bit RGBA
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + chunk(b"IEND", b"")
+    )
+
+
+def load_demo_brands() -> int:
+    """Give each demo partner and reseller its brand, unless it has one (edits stay)."""
+    tenants = dict(Tenant.objects.filter(name__in=[b[0] for b in BRANDS]).values_list("name", "pk"))
+    created = 0
+    for tenant_name, name, color, domain in BRANDS:
+        tenant_id = tenants.get(tenant_name)
+        if tenant_id is None or Brand.objects.filter(tenant_id=tenant_id).exists():
+            continue
+        slug = slugify(tenant_name)
+        brand = Brand(
+            tenant_id=tenant_id,
+            name=name,
+            primary_color=color,
+            support_email=f"support@{slug}.example",
+            domain=domain,
+        )
+        put_logo(brand, bars_logo(color))
+        brand.full_clean()
+        brand.save()
+        created += 1
+    return created

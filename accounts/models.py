@@ -343,9 +343,7 @@ class Brand(models.Model):
         editable=False,
         help_text="Why the logo at the logo URL could not be used, if it could not.",
     )
-    support_email = models.EmailField(
-        blank=True, help_text="Replies to the portal's mail go here."
-    )
+    support_email = models.EmailField(blank=True, help_text="Replies to the portal's mail go here.")
     domain = models.CharField(
         max_length=253,
         null=True,

@@ -7,7 +7,13 @@ from django.test.utils import override_settings
 from django.utils import timezone
 from tqdm import tqdm
 
-from accounts.demo import demo_tree, demo_users, load_demo_tree, load_demo_users
+from accounts.demo import (
+    demo_tree,
+    demo_users,
+    load_demo_brands,
+    load_demo_tree,
+    load_demo_users,
+)
 from accounts.models import Tenant
 from billing.demo import load_demo_billing
 from billing.usage.rollup import run_rollup
@@ -55,7 +61,10 @@ class Command(BaseCommand):
             with tqdm(total=len(tree), desc="Tenants", unit="tenant", disable=no_progress) as bar:
                 created = load_demo_tree(tree, progress=bar)
             load_demo_users(users)
-            self.stdout.write(f"Demo tree: {len(tree)} tenants ({created} new).")
+            brands = load_demo_brands()
+            self.stdout.write(
+                f"Demo tree: {len(tree)} tenants ({created} new), {brands} new brands."
+            )
             if not no_usage:
                 self.load_usage(days, no_progress)
             self.load_billing(no_progress)
