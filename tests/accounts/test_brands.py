@@ -84,8 +84,8 @@ def test_managers_set_merge_and_remove_a_brand(world, users, api):
         "name": "Acme", "primary_color": "#0f766e", "logo_url": "", "support_email": "",
         "domain": None, "logo": None, "logo_problem": "",
     }  # fmt: skip
-    response = patch(api, users["manager_a"], "reseller-a",
-                     {"branding": {"domain": "Portal.Acme.Example.", "support_email": "h@acme.example"}})  # fmt: skip
+    change = {"domain": "Portal.Acme.Example.", "support_email": "h@acme.example"}
+    response = patch(api, users["manager_a"], "reseller-a", {"branding": change})
     branding = response.json()["branding"]
     assert (branding["name"], branding["domain"]) == ("Acme", "portal.acme.example")  # merged
     response = patch(api, users["manager_a"], "reseller-a", {"branding": {"name": None}})
@@ -318,8 +318,11 @@ def test_an_svg_or_oversized_upload_is_refused(world, users, login, brand_a):
 
     client = login(users["manager_a"])
     url = reverse("admin:accounts_tenant_change", args=[world.reseller_a.pk])
-    for content, words in ((b"<svg onload='alert(1)'/>", "not a PNG"),
-                           (b"\x89PNG\r\n\x1a\n" + b"0" * (600 * 1024), "larger than 512 KB")):  # fmt: skip
+    oversized = b"\x89PNG\r\n\x1a\n" + b"0" * (600 * 1024)
+    for content, words in (
+        (b"<svg onload='alert(1)'/>", "not a PNG"),
+        (oversized, "larger than 512 KB"),
+    ):
         upload = BytesIO(content)
         upload.name = "logo.png"
         data = admin_post_data(client, url)
@@ -336,7 +339,7 @@ def admin_post_data(client, url) -> dict:
     for form in [response.context["adminform"].form] + [
         f for formset in response.context["inline_admin_formsets"] for f in formset.formset.forms
     ]:
-        for name, field in form.fields.items():
+        for name in form.fields:
             value = form[name].value()
             if value is None or name in ("logo_file",):
                 continue
