@@ -17,8 +17,9 @@ from accounts.models import Tenant
 from billing.failures import FailureLog, guarded
 from billing.models import PlanItem, Subscription, TenantFailure, UsageAlert
 from billing.periods import month_of, segment_of
-from billing.plan_rules import threshold_crossed
+from billing.plan_rules import limit_reached, threshold_crossed
 from billing.selectors import subscriptions_in, usage_by_item
+from billing.signals import alert_raised, entitlement_blocked
 from billing.statements import periods_to_refresh
 from utilities.text import header_text
 
@@ -99,7 +100,31 @@ def raise_alert(subscription, item, threshold, period, usage) -> UsageAlert | No
     except IntegrityError:
         return None
     transaction.on_commit(lambda: notify(alert))
+    transaction.on_commit(lambda: announce(alert))
     return alert
+
+
+def announce(alert: UsageAlert) -> None:
+    alert_raised.send(sender=UsageAlert, alert=alert)
+    item = alert.plan_item
+    if item.overage_policy == PlanItem.OveragePolicy.BLOCK and limit_reached_by(alert):
+        entitlement_blocked.send(sender=UsageAlert, alert=alert)
+
+
+def limit_reached_by(alert: UsageAlert) -> bool:
+    """Whether this alert is the first of its item and period to find the limit reached
+    (used ≥ limit): thresholds past 100 % raise alerts of their own, not a new block."""
+    limit = alert.plan_item.limit
+    if limit is None or not limit_reached(alert.usage, limit):
+        return False
+    earlier = UsageAlert.objects.filter(
+        subscription_id=alert.subscription_id,
+        plan_item_id=alert.plan_item_id,
+        period=alert.period,
+        usage__gte=limit,
+        pk__lt=alert.pk,
+    )
+    return not earlier.exists()
 
 
 def alert_tenants(tenant: Tenant) -> list[Tenant]:

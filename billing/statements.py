@@ -22,6 +22,7 @@ from billing.money import ZERO
 from billing.periods import month_of, next_month, segment_of
 from billing.rating import prorated_fee, rate_item, true_up
 from billing.selectors import final_tenant_ids, subscriptions_in, usage_by_item
+from billing.signals import statement_finalized
 
 
 @dataclass
@@ -108,6 +109,9 @@ def refresh_statement(tenant: Tenant, period: date, *, final: bool = False, subs
         if final:
             statement.status = Statement.Status.FINAL
             statement.finalized_at = now
+            transaction.on_commit(
+                lambda: statement_finalized.send(sender=Statement, statement=statement)
+            )
         statement.save()
         statement.lines.all().delete()
         for line in draft.lines:
