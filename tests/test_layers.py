@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("accounts", "metering", "billing", "reports")
+APPS = ("accounts", "metering", "billing", "reports", "webhooks")
 PROJECT = "usage_portal"
 
 

@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "metering",
     "billing",
     "reports",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -334,6 +335,9 @@ USAGE_SUPPORT_EMAIL = os.environ.get("USAGE_SUPPORT_EMAIL", "")
 # Logo addresses are fetched by the portal: never from its own network unless allowed.
 USAGE_LOGO_ALLOW_PRIVATE = env_bool("USAGE_LOGO_ALLOW_PRIVATE")
 USAGE_LOGO_TIMEOUT_SECONDS = 5
+# Webhook URLs on private or loopback addresses are refused unless this is set.
+USAGE_WEBHOOK_ALLOW_PRIVATE = env_bool("USAGE_WEBHOOK_ALLOW_PRIVATE")
+USAGE_WEBHOOK_TIMEOUT_SECONDS = 5
 DEFAULT_FROM_EMAIL = os.environ.get("DJANGO_DEFAULT_FROM_EMAIL", "usage-portal@localhost")
 
 LOGGING = {

@@ -20,6 +20,10 @@ class OutboundRefused(Exception):
     """The URL may not be fetched, or the fetch failed; the message says why."""
 
 
+class Unresolvable(OutboundRefused):
+    """The host name has no address (now)."""
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
@@ -48,7 +52,7 @@ def checked_address(host: str, port: int, *, allow_private: bool) -> str:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as error:
-        raise OutboundRefused(f"{host} could not be resolved.") from error
+        raise Unresolvable(f"{host} could not be resolved.") from error
     addresses = [info[4][0] for info in infos]
     if not allow_private:
         for address in addresses:
@@ -89,8 +93,9 @@ def request(
     max_bytes: int = 1024,
     allow_private: bool = False,
 ) -> Answer:
-    """Send one request to a user-given URL and read at most `max_bytes` of the answer
-    (`Answer.body` is cut there); OutboundRefused when it may not or could not be sent."""
+    """Send one request to a user-given URL; OutboundRefused when it may not or could
+    not be sent. The answer's body is read up to `max_bytes` + 1 bytes, so a caller
+    can tell an answer over its limit."""
     problem = url_problem(url)
     if problem:
         raise OutboundRefused(problem)

@@ -15,6 +15,7 @@ ENDPOINTS = {
     "margin": "margin",
     "alerts": "alert-list",
     "entitlements": "entitlements",
+    "webhooks": "webhook-list",
 }
 
 

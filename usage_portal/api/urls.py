@@ -13,4 +13,5 @@ urlpatterns = [
     path("", include("accounts.api.urls")),
     path("", include("metering.api.urls")),
     path("", include("billing.api.urls")),
+    path("", include("webhooks.api.urls")),
 ]
