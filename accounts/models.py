@@ -360,6 +360,7 @@ class Brand(models.Model):
             models.CheckConstraint(
                 condition=Q(domain__isnull=True) | ~Q(domain=""),
                 name="brand_domain_null_not_empty",
+                violation_error_message="A brand without a domain stores none, not an empty one.",
             )
         ]
 

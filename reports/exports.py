@@ -1,6 +1,10 @@
-"""CSV downloads of report tables: the table's own columns and cells, streamed."""
+"""CSV downloads of report tables: the table's own columns and cells, streamed (or,
+for a mail's attachment, written whole)."""
 
-from utilities.csv import streaming_csv
+import csv
+import io
+
+from utilities.csv import csv_cell, streaming_csv
 
 
 def exported_columns(table) -> list:
@@ -12,15 +16,31 @@ def export_header(column) -> str:
     return str(getattr(column.column, "export_header", None) or column.header)
 
 
-def table_csv(table, filename: str):
-    """Stream `table` as CSV: its shown columns, its export values, in its order."""
+def table_rows(table) -> tuple[list[str], object]:
+    """`table`'s CSV header and rows: its shown columns, its export values, its order."""
     columns = exported_columns(table)
 
     def values():
         for row in table.rows:
             yield [row.get_cell_value(c.name) for c in columns]
 
-    return streaming_csv([export_header(c) for c in columns], values(), filename)
+    return [export_header(c) for c in columns], values()
+
+
+def table_csv(table, filename: str):
+    """Stream `table` as CSV."""
+    header, rows = table_rows(table)
+    return streaming_csv(header, rows, filename)
+
+
+def table_csv_text(table) -> str:
+    """`table` as one CSV text, the same cells as its download."""
+    header, rows = table_rows(table)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for cells in (header, *rows):
+        writer.writerow([csv_cell(c) for c in cells])
+    return out.getvalue()
 
 
 def queryset_table_csv(table, filename: str):

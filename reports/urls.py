@@ -1,6 +1,6 @@
 from django.urls import path
 
-from reports import views
+from reports import schedule_views, views
 
 app_name = "reports"
 
@@ -13,4 +13,6 @@ urlpatterns = [
     path("t/<slug:slug>/records/csv/", views.records_csv, name="records_csv"),
     path("t/<slug:slug>/statements/", views.statements_page, name="statements"),
     path("t/<slug:slug>/statements/csv/", views.statements_csv, name="statements_csv"),
+    path("t/<slug:slug>/schedules/", schedule_views.schedules_page, name="schedules"),
+    path("unsubscribe/<str:token>/", schedule_views.unsubscribe_page, name="unsubscribe"),
 ]

@@ -335,6 +335,8 @@ USAGE_SUPPORT_EMAIL = os.environ.get("USAGE_SUPPORT_EMAIL", "")
 # Logo addresses are fetched by the portal: never from its own network unless allowed.
 USAGE_LOGO_ALLOW_PRIVATE = env_bool("USAGE_LOGO_ALLOW_PRIVATE")
 USAGE_LOGO_TIMEOUT_SECONDS = 5
+# Where the portal is reached, for links in mail (reports, unsubscribe).
+USAGE_PORTAL_URL = os.environ.get("USAGE_PORTAL_URL", "http://127.0.0.1:8000")
 # Webhook URLs on private or loopback addresses are refused unless this is set.
 USAGE_WEBHOOK_ALLOW_PRIVATE = env_bool("USAGE_WEBHOOK_ALLOW_PRIVATE")
 USAGE_WEBHOOK_TIMEOUT_SECONDS = 5

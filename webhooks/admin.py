@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 
 from accounts.admin import TenantScopedAdminMixin
 from accounts.models import Tenant
+from accounts.scoped_admin import ScopedInlineMixin
 from webhooks.delivery import send_again
 from webhooks.models import EventType, Webhook, WebhookAttempt, WebhookDelivery
 from webhooks.services import check
@@ -75,7 +76,7 @@ class WebhookAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             )
 
 
-class AttemptInline(admin.TabularInline):
+class AttemptInline(ScopedInlineMixin, admin.TabularInline):
     model = WebhookAttempt
     extra = 0
     can_delete = False
@@ -103,6 +104,9 @@ class WebhookDeliveryAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return managed_only(super().get_queryset(request), request, "webhook__tenant")
+
+    def tenant_of(self, delivery):
+        return delivery.webhook.tenant
 
     @admin.display(description="Type")
     def event_type(self, delivery):

@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
                 ('tenant', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='brand', to='accounts.tenant')),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(('domain__isnull', True), models.Q(('domain', ''), _negated=True), _connector='OR'), name='brand_domain_null_not_empty')],
+                'constraints': [models.CheckConstraint(condition=models.Q(('domain__isnull', True), models.Q(('domain', ''), _negated=True), _connector='OR'), name='brand_domain_null_not_empty', violation_error_message='A brand without a domain stores none, not an empty one.')],
             },
         ),
     ]

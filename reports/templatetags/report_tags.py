@@ -5,6 +5,7 @@ from django.http import QueryDict
 from django.utils import dateformat, timezone
 from django.utils.html import format_html
 
+from accounts.services import user_can_manage
 from reports.formatting import (
     DisplayUnit,
     exact_text,
@@ -68,3 +69,9 @@ def with_params(context, drop: str = "", **params) -> str:
     for name, value in params.items():
         query[name] = value
     return query.urlencode()
+
+
+@register.simple_tag
+def manages(user, tenant) -> bool:
+    """Whether the user may change the tenant's settings (its scheduled reports)."""
+    return user_can_manage(user, tenant)

@@ -20,6 +20,7 @@ from accounts.models import ApiKey, Tenant
 from billing.models import Statement
 from metering.models import Meter
 from tests.security.two_resellers import b_markers_in, two_resellers
+from webhooks.models import WebhookAttempt
 
 SKIPPED = {
     "": "the site root, a redirect to the reports home",
@@ -30,6 +31,9 @@ SKIPPED = {
     "api/schema/": "the OpenAPI document, the same for every caller",
     "api/docs/": "the API documentation page, the same for every caller",
     "healthz": "liveness probe; no tenant's data",
+    "^brand/logo/(?P<digest>[0-9a-f]{64})/$": "logos are public (sign-in pages show them)",
+    "reports/unsubscribe/<str:token>/": "a signed link is its own authority (tested with "
+    "forged tokens in test_scheduled_reports)",
 }
 SKIPPED_PREFIXES = {
     "admin/": "walked from the admin registry by test_admin_scoping",
@@ -111,6 +115,8 @@ def fill(route: Route, data) -> dict:
             values[key] = f"{data.b[Statement][0].period:%Y-%m}"
         elif key == "format":
             values[key] = "json"
+        elif key == "attempt_id":
+            values[key] = data.b[WebhookAttempt][0].pk
         elif model in PUBLIC_MODELS and key in ("pk", "id", "code", "slug"):
             values[key] = getattr(model._default_manager.first(), "pk" if key == "id" else key)
         elif key in ("pk", "id", "code", "slug") and data.b.get(model):

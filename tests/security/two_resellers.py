@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from accounts.models import ApiKey, Membership, PlatformPrincipal, Tenant
+from accounts.models import ApiKey, Brand, Membership, PlatformPrincipal, Tenant
 from billing.models import (
     DailyUsage,
     Plan,
@@ -24,7 +24,9 @@ from billing.models import (
 )
 from metering.ingestion import ingest_events
 from metering.models import Meter, UsageEvent
+from reports.models import ReportDelivery, ReportSchedule
 from tests.factories import make_user
+from webhooks.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent
 
 # B's staff member "bob" is matched as written: the plan form's currency list holds
 # BOB, the Bolivian boliviano, on every side.
@@ -82,7 +84,28 @@ def side(world, prefix: str, reseller: Tenant, org: Tenant, agent: Tenant, staff
         tenant=org, job=TenantFailure.Job.STATEMENT, error=f"{prefix} failure",
         first_failed_at=timezone.now(), last_failed_at=timezone.now(),
     )  # fmt: skip
+    brand = Brand.objects.create(tenant=reseller, name=f"{prefix.title()} Brand")
+    webhook = Webhook.objects.create(tenant=reseller, url=f"https://hooks.{prefix}.example/in",
+                                     events=["alert.raised"], secret=f"whsec_{prefix}")  # fmt: skip
+    event = WebhookEvent.objects.create(
+        id=f"evt_{prefix}", type="alert.raised", tenant=org, created=timezone.now(), body="{}"
+    )
+    delivery = WebhookDelivery.objects.create(webhook=webhook, event=event)
+    attempt = WebhookAttempt.objects.create(delivery=delivery, attempt=1, status_code=500,
+                                            duration_ms=3, created=timezone.now())  # fmt: skip
+    schedule = ReportSchedule.objects.create(tenant=reseller, frequency="weekly",
+                                             recipients=[f"{prefix}@example.com"])  # fmt: skip
+    sent = ReportDelivery.objects.create(
+        schedule=schedule, period_start=period, period_end=today, recipients=schedule.recipients
+    )
     return {
+        Brand: [brand],
+        Webhook: [webhook],
+        WebhookEvent: [event],
+        WebhookDelivery: [delivery],
+        WebhookAttempt: [attempt],
+        ReportSchedule: [schedule],
+        ReportDelivery: [sent],
         TenantFailure: [failure],
         Tenant: [org, agent, reseller],
         Plan: [retail, wholesale, custom],

@@ -148,6 +148,10 @@ def test_api_keys_do_not_manage_webhooks(world, users, api, receiver):
     client = api()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {secret}")
     assert client.get(HOOKS).status_code == 403
+    body = {"tenant": "reseller-a", "url": receiver.url, "events": ["alert.raised"]}
+    assert client.post(HOOKS, body, format="json").status_code == 403
+    hook = create(api, users["manager_a"], "reseller-a", receiver.url).json()
+    assert client.get(f"{HOOKS}{hook['id']}/").status_code == 404
 
 
 def test_patch_changes_url_and_events_with_the_same_checks(world, users, api, receiver, settings):

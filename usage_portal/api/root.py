@@ -16,6 +16,7 @@ ENDPOINTS = {
     "alerts": "alert-list",
     "entitlements": "entitlements",
     "webhooks": "webhook-list",
+    "report-schedules": "report-schedule-list",
 }
 
 

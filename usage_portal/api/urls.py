@@ -14,4 +14,5 @@ urlpatterns = [
     path("", include("metering.api.urls")),
     path("", include("billing.api.urls")),
     path("", include("webhooks.api.urls")),
+    path("", include("reports.api.urls")),
 ]

@@ -4,7 +4,7 @@ from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accounts.models import ApiKey, Tenant
+from accounts.permissions import PeopleOnly, managed_by_person
 from webhooks.api.serializers import (
     CreatedWebhookSerializer,
     DeliveryAttemptSerializer,
@@ -13,15 +13,6 @@ from webhooks.api.serializers import (
 from webhooks.delivery import send_again
 from webhooks.models import Webhook, WebhookAttempt
 from webhooks.services import create_webhook, update_webhook
-
-
-class PeopleOnly(permissions.BasePermission):
-    """Webhooks are set up by people: an API key neither reads nor writes them."""
-
-    message = "Webhooks are managed by signed-in users, not API keys."
-
-    def has_permission(self, request, view):
-        return not isinstance(request.auth, ApiKey)
 
 
 class WebhookViewSet(
@@ -39,8 +30,14 @@ class WebhookViewSet(
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
-        managed = Tenant.objects.managed_by(self.request.user)
-        return Webhook.objects.filter(tenant__in=managed).select_related("tenant")
+        return Webhook.objects.filter(tenant__in=managed_by_person(self.request)).select_related(
+            "tenant"
+        )
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        if "pk" in kwargs:
+            self.get_object()  # another's webhook is not found, whatever the method
+        return super().http_method_not_allowed(request, *args, **kwargs)
 
     @extend_schema(responses={201: CreatedWebhookSerializer})
     def create(self, request, *args, **kwargs):
