@@ -19,7 +19,6 @@ class ApiKeyScope(permissions.BasePermission):
         return scope is not None and request.auth.has_scope(scope)
 
 
-
 def managed_by_person(request):
     """Tenants the signed-in person manages; none for an API key, whatever its scope:
     webhooks and scheduled reports are people's settings, and another's answer 404."""
