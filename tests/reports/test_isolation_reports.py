@@ -11,6 +11,7 @@ TENANT_URLS = [p.name for p in urlpatterns if "<slug:slug>" in str(p.pattern)]
 def test_every_tenant_url_is_covered():
     assert set(TENANT_URLS) == {
         "tenant", "tenant_csv", "chart", "records", "records_csv", "statements", "statements_csv",
+        "schedules",
     }  # fmt: skip
 
 
