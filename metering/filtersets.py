@@ -12,10 +12,8 @@ from utilities.inputs import validate_supported_date
 
 class UsageEventFilterSet(django_filters.FilterSet):
     tenant = django_filters.CharFilter(method="filter_tenant", label="Tenant (slug; its subtree)")
-    meter = django_filters.CharFilter(field_name="meter__code", label="Meter code")
-    category = django_filters.ChoiceFilter(
-        field_name="meter__category", choices=Meter.Category.choices
-    )
+    meter = django_filters.CharFilter(method="filter_meter", label="Meter code")
+    category = django_filters.ChoiceFilter(method="filter_category", choices=Meter.Category.choices)
     source = django_filters.ChoiceFilter(choices=UsageEvent.Source.choices)
     start = django_filters.DateTimeFilter(
         method="filter_start", label="From (date or time)", validators=[validate_supported_date]
@@ -33,6 +31,12 @@ class UsageEventFilterSet(django_filters.FilterSet):
         if tenant is None:
             raise Http404("No such tenant.")
         return queryset.within(tenant)
+
+    def filter_meter(self, queryset, name, value):
+        return queryset.of_meters(code=value)
+
+    def filter_category(self, queryset, name, value):
+        return queryset.of_meters(category=value)
 
     def filter_start(self, queryset, name, value):
         return queryset.filter(occurred_at__gte=value)

@@ -110,6 +110,13 @@ class UsageEventQuerySet(ScopedQuerySet):
         """Events of `tenant` and every tenant below it."""
         return self.in_tenants(Tenant.objects.filter(subtrees_q([tenant])))
 
+    def of_meters(self, **meter_lookup):
+        """Events of the meters matching `meter_lookup` (code=…, category=…), by their
+        ids: through a join PostgreSQL guesses a sixth of the events match and reads
+        them all; with the ids its statistics know a meter nobody sends has none."""
+        ids = list(Meter.objects.filter(**meter_lookup).values_list("pk", flat=True))
+        return self.filter(meter_id__in=ids)
+
     def in_tenants(self, tenants):
         ids = tenants.order_by().values("pk")
         if connections[self.db].vendor != "sqlite" or self.holds_few(ids):
