@@ -39,12 +39,9 @@ class EventRead:
     joins: str  # further joins (the tenant `t`, for a subtree)
     condition: str
     params: list
-    keys: str  # tenant, meter, day, dimension, source
-    day: str  # the day expression inside `keys`
-
-    @property
-    def keys_selected(self) -> str:
-        return self.keys.replace(self.day, self.day + " AS day")
+    keys: str  # what a day value groups by: tenant, meter, day, dimension, source
+    selected: str  # the same five columns as selected, the day named `day`
+    selected_params: list  # parameters of `selected` (a read of one day names it)
 
 
 def sum_of_days(days: DayValues) -> Decimal:
@@ -64,24 +61,24 @@ def latest_day_sql(read: EventRead, meter_ids: list[int]) -> tuple[str, list]:
     """The value of the day's last event (ties broken by arrival order)."""
     sql = (
         "SELECT tenant_id, meter_id, day, dimension, source, quantity AS value, n FROM ("
-        f"SELECT {read.keys_selected}, e.quantity, "
+        f"SELECT {read.selected}, e.quantity, "
         f"ROW_NUMBER() OVER (PARTITION BY {read.keys} ORDER BY e.occurred_at DESC, e.id DESC) "
         f"AS rn, COUNT(*) OVER (PARTITION BY {read.keys}) AS n "
         f"FROM {read.events}{read.joins} WHERE {read.condition} "
         f"AND e.meter_id IN ({placeholders(meter_ids)})) latest_events WHERE rn = 1"
     )
-    return sql, [*read.params, *meter_ids]
+    return sql, [*read.selected_params, *read.params, *meter_ids]
 
 
 def distinct_day_sql(read: EventRead, meter_ids: list[int]) -> tuple[str, list]:
     """The number of distinct values of the meter's unique_key attribute that day."""
     sql = (
-        f"SELECT {read.keys_selected}, COUNT(DISTINCT {unique_value_sql()}) AS value, "
+        f"SELECT {read.selected}, COUNT(DISTINCT {unique_value_sql()}) AS value, "
         f"COUNT(*) AS n FROM {read.events} JOIN metering_meter mt ON mt.id = e.meter_id"
         f"{read.joins} WHERE {read.condition} AND e.meter_id IN ({placeholders(meter_ids)}) "
         f"GROUP BY {read.keys}"
     )
-    return sql, [*read.params, *meter_ids]
+    return sql, [*read.selected_params, *read.params, *meter_ids]
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,16 @@ from accounts.services import tree_write_lock
 from billing.models import DailyUsage, RolledDay, RollupRun
 from billing.periods import day_bit, day_bounds, month_of
 from billing.usage.aggregations import COUNTS_DISTINCT, aggregations_where
+from billing.usage.day_values import member_values_sql
 from billing.usage.runs import (
     COMMIT_GRACE,
     PhaseClock,
     current_watermark,
-    days_with_events,
+    events_by_day,
     recorded_run,
 )
 from billing.usage.sql import placeholders, unique_value_sql
-from billing.usage.staging import TOTALS_KEY, WorkTables
+from billing.usage.staging import TOTALS_KEY, WorkTables, ancestry_sql, totals_sql
 from metering.models import Meter
 
 BILLING_TABLE = DailyUsage._meta.db_table
@@ -55,21 +56,86 @@ def run_rollup(
     with phases("plan"):
         previous = RollupRun.objects.watermark()
         watermark = max(current_watermark(grace), previous)
-        todo = sorted(set(days)) if days is not None else days_with_events(previous, watermark)
+        new_events = events_by_day(previous, watermark) if days is None else {}
+        todo = sorted(set(days)) if days is not None else sorted(new_events)
     if progress is not None:
         progress.reset(total=len(todo))
-    with (
-        recorded_run(trigger, watermark, todo, started) as run,
-        RollupBatch(todo, watermark, phases) as batch,
-    ):
-        for days in batch.transactions():
-            result = batch.rollup_days(days)
-            run.days_recomputed += len(days)
-            run.rows_written += result.rows_written
-            run.events_read += result.events_read
+    with recorded_run(trigger, watermark, todo, started) as run:
+        result = None
+        if todo and days is None and sum(new_events.values()) <= NEW_DAYS_EVENTS:
+            result = roll_up_new_days(todo, watermark, phases)
+        if result is not None:
+            run.days_recomputed = len(todo)
+            run.rows_written, run.events_read = result.rows_written, result.events_read
             if progress is not None:
-                progress.update(len(days))
+                progress.update(len(todo))
+            return run
+        with RollupBatch(todo, watermark, phases) as batch:
+            for days in batch.transactions():
+                result = batch.rollup_days(days)
+                run.days_recomputed += len(days)
+                run.rows_written += result.rows_written
+                run.events_read += result.events_read
+                if progress is not None:
+                    progress.update(len(days))
     return run
+
+
+# A run whose new events number at most this, all on days without rows yet, reads
+# them inside its one write transaction (see roll_up_new_days). On SQLite that
+# transaction holds the database's write lock, so its read must stay short.
+NEW_DAYS_EVENTS = 50_000
+
+
+def roll_up_new_days(days: list[date], watermark: int, phase: PhaseClock) -> DayResult | None:
+    """Write days that have no rows yet (what a day of ingestion leaves) in one
+    transaction: one statement reads their events, sums them per ancestor and
+    inserts the totals.
+
+    No work tables: for a day of a few thousand rows, creating, indexing and
+    analyzing them cost more than the day itself. The read runs under the tree
+    lock, so the totals are those of the current tree. Returns None, having
+    written nothing, if a day has rows or a watermark by then (another run
+    wrote it): the caller then recomputes the days with work tables.
+    """
+    first, last = days[0], days[-1]
+    members, params = member_values_sql(
+        first=first,
+        last=last,
+        max_event_id=watermark,
+        days=None if len(days) == (last - first).days + 1 else days,
+    )
+    day_list = ", ".join(["%s"] * len(days))
+    day_params = [connection.ops.adapt_datefield_value(day) for day in days]
+    with phase("day transactions"), tree_write_lock():
+        if (
+            DailyUsage.objects.filter(day__in=days).exists()
+            or RolledDay.objects.filter(day__in=days).exists()
+        ):
+            return None
+        with phase("write days"), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                for name, value in WorkTables.SESSION_SETTINGS.items():
+                    cursor.execute(f"SET LOCAL {name} = '{value}'")
+            # The WITH after INSERT: SQLite reports no row count for a statement
+            # that starts with WITH.
+            cursor.execute(
+                f"INSERT INTO {BILLING_TABLE} "
+                "(tenant_id, meter_id, day, dimension, source, quantity, event_count) "
+                f"{ancestry_sql()}{totals_sql(f'({members})', 'ancestry')}",
+                params,
+            )
+            rows = cursor.rowcount
+            # Every event counts once in the rows of its tree's root.
+            cursor.execute(
+                f"SELECT COALESCE(SUM(d.event_count), 0) FROM {BILLING_TABLE} d "
+                "JOIN accounts_tenant t ON t.id = d.tenant_id "
+                f"WHERE t.parent_id IS NULL AND d.day IN ({day_list})",
+                day_params,
+            )
+            events = int(cursor.fetchone()[0])
+        mark_days(days, watermark, phase)
+    return DayResult(rows_written=rows, events_read=events)
 
 
 class RollupBatch:
@@ -124,16 +190,7 @@ class RollupBatch:
             written = [day for day in days if day not in newer]
             with phase("write days"):
                 self.write_days(written)
-            with phase("distinct values"):
-                for day in written:
-                    record_distinct_values(day, self.watermark)
-            with phase("mark days"):
-                RolledDay.objects.bulk_create(
-                    [RolledDay(day=day, watermark=self.watermark) for day in written],
-                    update_conflicts=True,
-                    unique_fields=["day"],
-                    update_fields=["watermark", "rolled_at"],
-                )
+            mark_days(written, self.watermark, phase)
         return DayResult(
             rows_written=sum(self.work.rows_by_day.get(day, 0) for day in written),
             events_read=sum(self.work.events_by_day.get(day, 0) for day in written),
@@ -190,14 +247,33 @@ class RollupBatch:
             )
 
 
-def record_distinct_values(day: date, watermark: int) -> None:
-    """Set the day's bit on every (member, meter, source, value) seen that day.
+def mark_days(days: list[date], watermark: int, phase: PhaseClock) -> None:
+    """Record the days' distinct values and the watermark they were computed with
+    (inside the transaction that wrote their rows)."""
+    with phase("distinct values"):
+        uniques = list(
+            Meter.objects.filter(aggregation__in=aggregations_where(COUNTS_DISTINCT)).values_list(
+                "pk", flat=True
+            )
+        )
+        for day in days:
+            record_distinct_values(day, watermark, uniques)
+    with phase("mark days"):
+        RolledDay.objects.bulk_create(
+            [RolledDay(day=day, watermark=watermark) for day in days],
+            update_conflicts=True,
+            unique_fields=["day"],
+            update_fields=["watermark", "rolled_at"],
+        )
+
+
+def record_distinct_values(day: date, watermark: int, uniques: list[int]) -> None:
+    """Set the day's bit on every (member, meter, source, value) seen that day
+    (`uniques`: the distinct-count meters).
 
     Raw SQL: bitwise updates and an INSERT … SELECT … ON CONFLICT DO UPDATE that
     ORs the bit into existing rows; the same on SQLite and PostgreSQL.
     """
-    distinct = Meter.objects.filter(aggregation__in=aggregations_where(COUNTS_DISTINCT))
-    uniques = list(distinct.values_list("pk", flat=True))
     value = f"COALESCE({unique_value_sql()}, '')"
     month = connection.ops.adapt_datefield_value(month_of(day))
     bit = day_bit(day)

@@ -10,6 +10,13 @@ def event_day_sql() -> str:
     return "date(e.occurred_at)"
 
 
+def day_parameter_sql() -> str:
+    """A UTC day passed as a parameter, typed as the day of event_day_sql."""
+    if connection.vendor == "postgresql":
+        return "CAST(%s AS date)"
+    return "%s"
+
+
 def unique_value_sql() -> str:
     """The event's value of its meter's unique_key attribute, as text."""
     if connection.vendor == "postgresql":

@@ -5,7 +5,6 @@ from datetime import date
 from django.db import connection
 from django.db.models import Max, Min
 
-from accounts.models import Tenant
 from accounts.services import tree_write_lock
 from billing.periods import day_bounds
 from billing.usage.day_values import member_values_sql
@@ -91,28 +90,19 @@ class WorkTables:
 
     def stage_ancestors(self) -> None:
         """(member, ancestor) for every tenant and each of its ancestors, itself included."""
-        parents = dict(Tenant.objects.values_list("pk", "parent_id"))
-        pairs = []
-        for member in parents:
-            node = member
-            while node is not None:
-                pairs.append((member, node))
-                node = parents[node]
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.ANCESTORS}")
             cursor.execute(
                 f"CREATE TEMPORARY TABLE {self.ANCESTORS} (member_id bigint, ancestor_id bigint)"
             )
-            cursor.executemany(f"INSERT INTO {self.ANCESTORS} VALUES (%s, %s)", pairs)
+            cursor.execute(f"{ancestry_sql()}INSERT INTO {self.ANCESTORS} SELECT * FROM ancestry")
 
     def stage_totals(self) -> None:
         """Subtree totals of every tenant for every day to do, in one statement.
 
-        Raw SQL because this is a set-based step the ORM cannot express: member
-        values (see billing.usage.day_values) are joined to every ancestor of their
-        tenant and summed per ancestor. Runs the same on SQLite and PostgreSQL.
-        The table declares the billing table's column types: SQLite compares values
-        of differing column affinities without using the index.
+        Raw SQL (see totals_sql), the same on SQLite and PostgreSQL. The table
+        declares the billing table's column types: SQLite compares values of
+        differing column affinities without using the index.
         """
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {self.TOTALS}")
@@ -122,11 +112,7 @@ class WorkTables:
                 "event_count bigint)"
             )
             cursor.execute(
-                f"INSERT INTO {self.TOTALS} "
-                "SELECT a.ancestor_id, m.meter_id, m.day, m.dimension, m.source, SUM(m.value), "
-                f"SUM(m.n) FROM {self.MEMBERS} m JOIN {self.ANCESTORS} a "
-                "ON a.member_id = m.tenant_id "
-                "GROUP BY a.ancestor_id, m.meter_id, m.day, m.dimension, m.source "
+                f"INSERT INTO {self.TOTALS} {totals_sql(self.MEMBERS, self.ANCESTORS)} "
                 # Stored by day: a transaction's days are then neighbouring pages.
                 "ORDER BY m.day"
             )
@@ -143,6 +129,33 @@ class WorkTables:
             self.stage_ancestors()
             self.stage_totals()
             self.tree_fingerprint = fingerprint
+
+
+def ancestry_sql() -> str:
+    """A WITH clause naming `ancestry (member_id, ancestor_id)`: every tenant with
+    itself and each of its ancestors, found by walking parent links (equality
+    joins, not lft/rght ranges)."""
+    return (
+        "WITH RECURSIVE ancestry (member_id, ancestor_id) AS (SELECT id, id FROM accounts_tenant "
+        "UNION ALL SELECT a.member_id, t.parent_id FROM ancestry a "
+        "JOIN accounts_tenant t ON t.id = a.ancestor_id WHERE t.parent_id IS NOT NULL) "
+    )
+
+
+def totals_sql(members: str, ancestors: str) -> str:
+    """A SELECT of subtree totals, in the billing table's columns, from the member
+    values `members` (see billing.usage.day_values) and (member, ancestor) pairs
+    `ancestors` (tables or parenthesized subqueries).
+
+    Raw SQL because this is a set-based step the ORM cannot express: each member
+    value is joined to every ancestor of its tenant and summed per ancestor,
+    which is rule 3 for every aggregation.
+    """
+    return (
+        "SELECT a.ancestor_id, m.meter_id, m.day, m.dimension, m.source, SUM(m.value), SUM(m.n) "
+        f"FROM {members} m JOIN {ancestors} a ON a.member_id = m.tenant_id "
+        "GROUP BY a.ancestor_id, m.meter_id, m.day, m.dimension, m.source"
+    )
 
 
 def covers_every_event(first: date, last: date) -> bool:

@@ -3,12 +3,16 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import Tenant
 from billing.models import DailyUsage, RolledDay, RollupRun
 from billing.usage import UsageFilters, usage_summary
-from billing.usage.rollup import RollupBatch
+from billing.usage import rollup as rollup_module
+from billing.usage.rollup import RollupBatch, roll_up_new_days
+from billing.usage.runs import PhaseClock, current_watermark
 from metering.models import Meter
 from tests.billing.conftest import billing_table, rollup, send
 from tests.billing.oracle import brute_force, summary_as_dict
@@ -325,3 +329,63 @@ def test_tail_by_child_goes_to_each_members_child(world, day1_day2):
             ("reseller-a", "active_users"): (2, 2 * rounds),
             ("reseller-c", "active_users"): (0, 0),
         }, stage
+
+
+def test_a_new_day_is_written_in_one_statement_as_a_recomputation_writes_it(
+    world, day1_day2, latest_meter
+):
+    """The day ingestion just filled (no rows yet) is summed and inserted by one
+    statement, without work tables: the same rows, row count and event count as
+    recomputing the day through them, for every aggregation, in a bounded number
+    of queries."""
+    day1, day2 = day1_day2
+    send(
+        {"tenant": "agent-a", "meter": "call_minutes", "quantity": "2.5", "at": day1,
+         "attributes": {"direction": "inbound"}},
+        {"tenant": "org-a", "meter": "emails", "quantity": 1, "at": day2},
+        {"tenant": "agent-b", "meter": "storage_units", "quantity": "7", "at": day2,
+         "attributes": {"tier": "hot"}},
+        {"tenant": "agent-a", "meter": "queue_depth", "quantity": "3", "at": day2,
+         "attributes": {"queue": "a"}},
+        {"tenant": "org-b", "meter": "active_users", "quantity": 1, "at": day2,
+         "attributes": {"user_id": "u1"}},
+    )  # fmt: skip
+    with CaptureQueriesContext(connection) as queries:
+        direct = rollup()
+    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    assert "CREATE" not in statements and "DROP" not in statements
+    assert len(statements) <= 25, len(statements)  # however many tenants and events
+    rows = billing_table()
+    recomputed = rollup(days=[day1.date(), day2.date()])
+    assert billing_table() == rows
+    assert (direct.days_recomputed, direct.rows_written, direct.events_read) == (
+        recomputed.days_recomputed, recomputed.rows_written, recomputed.events_read,
+    ) == (2, len(rows), 5)  # fmt: skip
+    for tenant in (world.partner, world.org_a, world.reseller_b):
+        got = summary_as_dict(usage_summary(tenant, day1.date(), day2.date(), "day"))
+        assert got == brute_force(tenant, day1.date(), day2.date(), "day")
+
+
+def test_a_day_that_has_rows_is_not_written_as_a_new_day(world, day1_day2):
+    """Another run may write the day between the plan and the write: the new-day
+    statement then writes nothing and the days are recomputed as usual."""
+    day1, _ = day1_day2
+    send({"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1})
+    rollup(days=[day1.date()])
+    rows = billing_table()
+    watermark = current_watermark(grace=timedelta(0))
+    assert roll_up_new_days([day1.date()], watermark, PhaseClock()) is None
+    assert billing_table() == rows
+    send({"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1})
+    assert rollup().events_read == 2
+    assert [r[-1] for r in billing_table() if r[0] == "agent-a"] == [2]
+
+
+def test_many_new_events_are_read_outside_the_write_transaction(world, day1_day2, monkeypatch):
+    monkeypatch.setattr(rollup_module, "NEW_DAYS_EVENTS", 1)
+    day1, _ = day1_day2
+    send(*[{"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1}] * 2)
+    with CaptureQueriesContext(connection) as queries:
+        run = rollup()
+    assert any(q["sql"].startswith("CREATE TEMPORARY TABLE") for q in queries.captured_queries)
+    assert (run.days_recomputed, run.events_read) == (1, 2)
