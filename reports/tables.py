@@ -16,16 +16,14 @@ from django.utils.functional import lazy
 from django.utils.html import format_html
 
 from billing.forms import tiers_text
-from billing.money import round_money
+from billing.money import format_money, money_text, round_money
 from metering.models import Meter, UsageEvent
 from reports.formatting import (
     DisplayUnit,
     column_unit,
     exact_text,
     format_in,
-    format_money,
     format_quantity,
-    money_text,
     stored_unit,
 )
 

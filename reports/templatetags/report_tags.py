@@ -5,12 +5,12 @@ from django.http import QueryDict
 from django.utils import dateformat, timezone
 from django.utils.html import format_html
 
+from billing.money import money_text
 from reports.formatting import (
     DisplayUnit,
     exact_text,
     format_in,
     format_quantity,
-    money_text,
 )
 
 register = template.Library()
