@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from reports import views
 
@@ -13,4 +13,9 @@ urlpatterns = [
     path("t/<slug:slug>/records/csv/", views.records_csv, name="records_csv"),
     path("t/<slug:slug>/statements/", views.statements_page, name="statements"),
     path("t/<slug:slug>/statements/csv/", views.statements_csv, name="statements_csv"),
+    re_path(
+        r"^t/(?P<slug>[-a-zA-Z0-9_]+)/statements/(?P<period>[0-9]{4}-[0-9]{2})/pdf/$",
+        views.statement_pdf_download,
+        name="statement_pdf",
+    ),
 ]
