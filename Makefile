@@ -6,7 +6,7 @@ PY := $(BIN)/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev migrate demo lint format browser clean screenshots
+.PHONY: run test install install-dev migrate demo lint format browser pdf-libs clean screenshots
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,16 @@ migrate: install
 demo: migrate
 	$(PY) manage.py seed_demo --if-empty --url http://$(HOST):$(PORT)/
 
+# Pango for WeasyPrint, which lays out statement PDFs: the Debian packages its
+# documentation names (pip cannot install them).
+PDF_LIBS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
+pdf-libs:
+	@if command -v dpkg >/dev/null 2>&1 && ! dpkg -s $(PDF_LIBS) >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $(PDF_LIBS) >/dev/null; \
+		else echo "Pango is missing for statement PDFs: sudo apt-get install $(PDF_LIBS)"; fi; fi
+
 # The demo runs over plain HTTP on localhost, so HTTPS-only cookies stay off.
-run: demo
+run: pdf-libs demo
 	$(PY) manage.py collectstatic --noinput -v0
 	DJANGO_HTTPS=0 $(PY) manage.py serve --host $(HOST) --port $(PORT)
 
@@ -42,7 +50,7 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 		else echo "chromium is missing: sudo apt-get install chromium"; fi; }
 
-test: install-dev browser
+test: install-dev browser pdf-libs
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # PNGs of the main pages, from the demo data, for the README.

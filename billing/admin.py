@@ -258,7 +258,8 @@ class PlanAdmin(PlainReadOnlyMixin, ScopedHistoryAdmin):
     list_display = ("code", "name", "owner", "customer", "currency", "base_fee_text",
                     "is_active")  # fmt: skip
     fields = ("code", "name", "owner", "customer", "currency", "base_fee", "minimum_commitment",
-              "billing_period", "description", "is_active", "item_changes")  # fmt: skip
+              "billing_period", "description", "is_active", "copy_statements_to_owner",
+              "item_changes")  # fmt: skip
     list_filter = ("is_active", "currency")
     search_fields = ("code", "name", "owner__name", "customer__name")
     list_select_related = ("owner", "customer")
@@ -471,14 +472,14 @@ class StatementAdmin(ReadOnlyScopedAdmin):
     """Statements are computed (drafts) and then frozen (finals): read-only here."""
 
     inlines = [StatementLineInline]
-    list_display = ("tenant", "period", "status", "currency", "base_fee_text", "usage_amount_text",
-                    "total_text", "as_of")  # fmt: skip
+    list_display = ("tenant", "period", "status", "number", "currency", "base_fee_text",
+                    "usage_amount_text", "total_text", "as_of", "mailed_at")  # fmt: skip
     plain_fields = ("base_fee", "usage_amount", "total")
     base_fee_text = shown("base_fee", "Base fee")
     usage_amount_text = shown("usage_amount", "Usage amount")
     total_text = shown("total", "Total")
     list_filter = ("status", "period", "currency")
-    search_fields = ("tenant__name", "tenant__slug")
+    search_fields = ("tenant__name", "tenant__slug", "number")
     list_select_related = ("tenant",)
 
 

@@ -11,6 +11,7 @@ class BillingConfig(AppConfig):
         from accounts.signals import tenant_moved
         from billing import receivers
         from billing.models import Subscription
+        from billing.signals import statement_finalized
         from metering.signals import events_stored
 
         tenant_moved.connect(receivers.shift_history_on_move, dispatch_uid="billing-shift-history")
@@ -19,6 +20,9 @@ class BillingConfig(AppConfig):
         )
         events_stored.connect(receivers.check_limits_on_ingest, dispatch_uid="billing-limits")
         events_stored.connect(receivers.compact_tail_on_ingest, dispatch_uid="billing-compaction")
+        statement_finalized.connect(
+            receivers.mail_statement_on_finalize, dispatch_uid="billing-statement-mail"
+        )
         for signal in (post_save, post_delete):
             signal.connect(
                 receivers.refresh_draft_on_subscription_change,

@@ -32,6 +32,7 @@ class FailedJob(models.TextChoices):
     FINALIZE = "finalize", "Statement finalization"
     ALERTS = "alerts", "Alert check"
     MAIL = "mail", "Alert mail"
+    STATEMENT_MAIL = "statement_mail", "Statement mail"
 
 
 class ChargeModel(models.TextChoices):

@@ -489,7 +489,7 @@ class PlanForm(forms.ModelForm):
         model = Plan
         fields = [
             "code", "name", "owner", "customer", "currency", "base_fee", "minimum_commitment",
-            "billing_period", "description", "is_active",
+            "billing_period", "description", "is_active", "copy_statements_to_owner",
         ]  # fmt: skip
         widgets = {"base_fee": money_input(), "minimum_commitment": money_input()}
 

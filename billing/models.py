@@ -245,6 +245,15 @@ class Plan(models.Model):
         default=True,
         help_text="Inactive plans take no new subscriptions; running subscriptions go on.",
     )
+    # On the plan, not the seller's brand: the plan is the seller's deal with its
+    # customers (a seller may want copies of its custom deals only), its owner's
+    # managers already edit it in the admin and the API, and its history says who
+    # switched it. A brand is inherited down the tree, a switch must not be.
+    copy_statements_to_owner = models.BooleanField(
+        default=False,
+        help_text="Mail the owner's managers a copy of each final statement on this plan "
+        "(the customer's managers always receive it).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     history = HistoricalRecords()
@@ -514,6 +523,20 @@ class Statement(models.Model):
     total = models.DecimalField(max_digits=20, decimal_places=3)
     as_of = models.DateTimeField(help_text="Usage up to this moment is in the statement.")
     finalized_at = models.DateTimeField(null=True, blank=True)
+    number = models.CharField(  # noqa: DJ001 - null: drafts have none, and many may
+        max_length=32,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text="Given once, when the statement becomes final: <YYYY-MM>-<id>, "
+        "e.g. 2025-03-000042.",
+    )
+    mailed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the final statement was mailed to its customer's managers; set "
+        "once, so it is mailed once.",
+    )
 
     objects = ScopedQuerySet.as_manager()
 

@@ -34,6 +34,27 @@ def money_string(amount: Decimal, currency: str) -> str:
     return f"{amount.normalize():f}"
 
 
+def format_money(value, currency: str) -> str:
+    """An amount in its currency's minor unit, grouped: 1920.170 USD → "1,920.17"
+    (JPY "1,920", KWD "1,920.170"). Pages and statement documents write money so."""
+    if value in (None, ""):
+        return ""
+    return f"{round_money(Decimal(value), currency):,f}"
+
+
+def money_text(value, currency: str) -> str:
+    """An amount as a page or a statement document shows it: "1,920.17 USD"."""
+    if value in (None, ""):
+        return ""
+    return f"{format_money(value, currency)} {currency}"
+
+
+def format_price(value, currency: str) -> str:
+    """A price as a statement document shows it: as `money_string` writes it (more
+    places only where the price has them), grouped: "1,250.00", "0.0004"."""
+    return f"{Decimal(money_string(Decimal(value), currency)):,f}"
+
+
 def validate_amount_for(currency: str, amount: Decimal | None, field: str) -> dict:
     """An amount with more places than the currency has minor units is a typo."""
     if amount is None or not currency or currency not in list_currencies():

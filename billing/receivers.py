@@ -10,6 +10,7 @@ from billing.failures import guarded
 from billing.models import TenantFailure
 from billing.periods import month_of
 from billing.schedules import install_schedules
+from billing.statement_mail import queue_statement_mail
 from billing.statements import refresh_statement
 from billing.usage.compaction import request_compaction
 from billing.usage.moves import shift_history
@@ -36,6 +37,11 @@ def check_limits_on_ingest(sender, tenant_ids, meter_ids, **kwargs):
 
 def compact_tail_on_ingest(sender, **kwargs):
     request_compaction()
+
+
+def mail_statement_on_finalize(sender, statement, **kwargs):
+    # Sent after finalization committed; the mail itself waits for a worker.
+    queue_statement_mail(statement)
 
 
 def refresh_draft_on_subscription_change(sender, instance, **kwargs):

@@ -84,6 +84,13 @@ def rate_statement(tenant: Tenant, period: date, subscriptions=None) -> Statemen
     return draft
 
 
+def statement_number(statement: Statement) -> str:
+    """The number a statement carries from the moment it is final: its month and its
+    id, "2025-03-000042". Both never change, so neither does the number; the id makes
+    it unique across the platform without a counter to lock."""
+    return f"{statement.period:%Y-%m}-{statement.pk:06d}"
+
+
 def refresh_statement(tenant: Tenant, period: date, *, final: bool = False, subscriptions=None):
     """Recompute the draft of `period` (or finalize it). A final statement never changes."""
     draft = rate_statement(tenant, period, subscriptions)
@@ -113,6 +120,9 @@ def refresh_statement(tenant: Tenant, period: date, *, final: bool = False, subs
                 lambda: statement_finalized.send(sender=Statement, statement=statement)
             )
         statement.save()
+        if final:
+            statement.number = statement_number(statement)
+            statement.save(update_fields=["number"])
         statement.lines.all().delete()
         for line in draft.lines:
             line.statement = statement

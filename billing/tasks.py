@@ -2,6 +2,7 @@
 
 from billing.alerts import check_alerts
 from billing.closing import close_months
+from billing.statement_mail import retry_failed_statement_mail
 from billing.statements import refresh_drafts
 from billing.usage.compaction import prune_compaction_runs, run_compaction
 from billing.usage.rollup import run_rollup
@@ -20,7 +21,11 @@ def scheduled_rollup() -> dict:
 
 
 def after_rollup() -> dict:
-    return {"drafts": refresh_drafts(), "alerts": len(check_alerts())}
+    return {
+        "drafts": refresh_drafts(),
+        "alerts": len(check_alerts()),
+        "statement_mail": retry_failed_statement_mail(),
+    }
 
 
 def finalize_statements() -> dict:

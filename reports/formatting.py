@@ -1,4 +1,5 @@
-"""How numbers read on a page: quantities in a unit people read, money with its currency.
+"""How numbers read on a page: quantities in a unit people read. Money with its currency
+is written by `billing.money` (`money_text`), which statement documents share.
 
 A page rounds for reading; the exact stored value stays in the CSV, the API and the
 title tooltip of each number. Durations metered in milliseconds read in h, min or s;
@@ -10,9 +11,9 @@ places, so a column's digits line up.
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from billing.money import round_money
 from metering.catalog import UNIT_MEANINGS
 from metering.models import Meter
+from utilities.numbers import format_quantity
 
 Unit = Meter.Unit
 
@@ -109,26 +110,3 @@ def format_in(value, unit: DisplayUnit, trim: bool = False) -> str:
 def exact_text(value, unit: str) -> str:
     """The stored value and unit, for a tooltip: "152,258,886 ms"."""
     return f"{format_quantity(value)} {unit}"
-
-
-def format_quantity(value) -> str:
-    """1234.750000 → "1,234.75": exact, for tooltips and plan figures."""
-    if value in (None, ""):
-        return ""
-    number = Decimal(value).normalize()
-    return f"{number:,f}"
-
-
-def format_money(value, currency: str) -> str:
-    """An amount in its currency's minor unit, grouped: 1920.170 USD → "1,920.17"
-    (JPY "1,920", KWD "1,920.170")."""
-    if value in (None, ""):
-        return ""
-    return f"{round_money(Decimal(value), currency):,f}"
-
-
-def money_text(value, currency: str) -> str:
-    """An amount as a page shows it, with its currency: "1,920.17 USD"."""
-    if value in (None, ""):
-        return ""
-    return f"{format_money(value, currency)} {currency}"

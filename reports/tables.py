@@ -16,16 +16,14 @@ from django.utils.functional import lazy
 from django.utils.html import format_html
 
 from billing.forms import tiers_text
-from billing.money import round_money
+from billing.money import format_money, money_text, round_money
 from metering.models import Meter, UsageEvent
 from reports.formatting import (
     DisplayUnit,
     column_unit,
     exact_text,
     format_in,
-    format_money,
     format_quantity,
-    money_text,
     stored_unit,
 )
 
@@ -353,8 +351,13 @@ def statement_url(record) -> str:
     return reverse("reports:statements", args=[slug]) + f"?period={record.period:%Y-%m}"
 
 
+def statement_pdf_url(record) -> str:
+    return reverse("reports:statement_pdf", args=[record.tenant.slug, f"{record.period:%Y-%m}"])
+
+
 class StatementTable(tables.Table):
-    """Statements; each tenant and each month links to that statement."""
+    """Statements; each tenant and each month links to that statement, and each
+    statement to its PDF (on the page only)."""
 
     tenant = tables.Column(accessor="tenant__name", verbose_name="Tenant", linkify=statement_url)
     period = tables.Column(linkify=statement_url)  # a DateColumn's template drops links
@@ -363,6 +366,10 @@ class StatementTable(tables.Table):
     base_fee = MoneyColumn(verbose_name="Base fee")
     usage_amount = MoneyColumn(verbose_name="Usage")
     total = MoneyColumn()
+    number = tables.Column(verbose_name="Number", default="Draft")
+    document = tables.Column(
+        verbose_name="PDF", empty_values=(), orderable=False, exclude_from_export=True
+    )
 
     class Meta:
         attrs = {"class": "table", "id": "statements-table"}
@@ -374,6 +381,9 @@ class StatementTable(tables.Table):
 
     def value_period(self, value):
         return f"{value:%Y-%m}"  # the month, as on the page and in ?period=
+
+    def render_document(self, record):
+        return format_html('<a href="{}" download>Download PDF</a>', statement_pdf_url(record))
 
 
 def applied_tiers_text(tiers, currency: str) -> str:

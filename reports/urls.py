@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from reports import schedule_views, views
 
@@ -15,4 +15,9 @@ urlpatterns = [
     path("t/<slug:slug>/statements/csv/", views.statements_csv, name="statements_csv"),
     path("t/<slug:slug>/schedules/", schedule_views.schedules_page, name="schedules"),
     path("unsubscribe/<str:token>/", schedule_views.unsubscribe_page, name="unsubscribe"),
+    re_path(
+        r"^t/(?P<slug>[-a-zA-Z0-9_]+)/statements/(?P<period>[0-9]{4}-[0-9]{2})/pdf/$",
+        views.statement_pdf_download,
+        name="statement_pdf",
+    ),
 ]

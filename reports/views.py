@@ -12,7 +12,9 @@ from django_tables2.paginators import LazyPaginator
 
 from accounts.models import Tenant
 from accounts.selectors import top_tenants, visible_ancestors
-from billing.periods import requested_month
+from billing.documents import statement_pdf_response
+from billing.models import Statement
+from billing.periods import parse_month, requested_month
 from metering.models import Meter, UsageEvent
 from reports.exports import queryset_table_csv, table_csv
 from reports.filtersets import RecordsFilterSet
@@ -278,3 +280,16 @@ def statements_csv(request, slug):
         raise Http404("No such table.")
     RequestConfig(request, paginate=False).configure(table)
     return table_csv(table, f"{name}-{tenant.slug}-{period:%Y-%m}.csv")
+
+
+@login_required
+def statement_pdf_download(request, slug, period):
+    """The tenant's statement of the month as a PDF; 404 when it has none."""
+    tenant = visible_tenant_or_404(request, slug)
+    try:
+        month = parse_month(period)
+    except ValueError:
+        raise Http404("No such month.") from None
+    statement = get_object_or_404(Statement.objects.select_related("tenant"), tenant=tenant,
+                                  period=month)  # fmt: skip
+    return statement_pdf_response(statement)

@@ -134,6 +134,7 @@ class PlanSerializer(MoneyFieldsMixin, FrozenFieldsMixin, serializers.ModelSeria
             "billing_period",
             "description",
             "is_active",
+            "copy_statements_to_owner",
             "items",
         ]
         extra_kwargs = {"code": {"validators": []}, "billing_period": {"read_only": True}}
@@ -230,6 +231,8 @@ class StatementSerializer(MoneyFieldsMixin, serializers.ModelSerializer):
     class Meta:
         model = Statement
         fields = [
+            "id",
+            "number",
             "tenant",
             "period",
             "status",

@@ -1,6 +1,8 @@
+import json
 from datetime import date
 
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -8,8 +10,9 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers
+from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
-from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -25,6 +28,7 @@ from billing.api.serializers import (
     SubscriptionSerializer,
     UsageAlertSerializer,
 )
+from billing.documents import statement_pdf_response
 from billing.entitlements import entitlement
 from billing.filtersets import PlanFilterSet, SubscriptionFilterSet
 from billing.forms import UsageQueryForm
@@ -217,6 +221,17 @@ class PeriodMixin:
         return visible_tenant_or_404(self.request.user, slug)
 
 
+class PDFRenderer(BaseRenderer):
+    """Lets a client ask for application/pdf; the view writes the PDF itself, so
+    what reaches here is an error body."""
+
+    media_type = "application/pdf"
+    format = "pdf"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return json.dumps(data).encode()
+
+
 STATEMENT_CSV = [
     "tenant", "period", "status", "currency", "base_fee", "total",
     "meter", "plan", "starts_on", "ends_on", "used", "included", "overage", "unit_price", "amount",
@@ -259,6 +274,27 @@ class StatementViewSet(PeriodMixin, ScopedReadOnlyModelViewSet):
                 STATEMENT_CSV, statement_csv_rows(self.get_queryset()), "statements.csv"
             )
         return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        # The list's filters mean nothing for one statement's document.
+        parameters=[
+            OpenApiParameter(name, exclude=True)
+            for name in ("tenant", "within", "period", "status", "format")
+        ],
+        responses={
+            (200, "application/pdf"): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="The statement as a PDF in its issuer's brand; a draft is "
+                "watermarked DRAFT and has no number yet.",
+            ),
+            404: OpenApiResponse(description="No such statement among those you may see."),
+        },
+    )
+    @action(detail=True, url_path="pdf", renderer_classes=[JSONRenderer, PDFRenderer])
+    def pdf(self, request, pk=None):
+        """The statement document (PDF)."""
+        statement = self.get_object()
+        return statement_pdf_response(statement)
 
 
 def statement_csv_rows(statements):

@@ -6,12 +6,12 @@ from django.utils import dateformat, timezone
 from django.utils.html import format_html
 
 from accounts.services import user_can_manage
+from billing.money import money_text
 from reports.formatting import (
     DisplayUnit,
     exact_text,
     format_in,
     format_quantity,
-    money_text,
 )
 
 register = template.Library()

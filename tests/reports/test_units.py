@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.html import strip_tags
 
 from accounts.models import PlatformPrincipal
+from billing.money import format_money, money_text
 from metering.ingestion import ingest_events
 from metering.models import Meter
 from reports.formatting import (
@@ -21,8 +22,6 @@ from reports.formatting import (
     column_unit,
     display_unit,
     format_in,
-    format_money,
-    money_text,
 )
 from tests.reports.tables import html_table
 
