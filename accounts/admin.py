@@ -30,7 +30,21 @@ from utilities.images import ACCEPTED
 __all__ = ["TenantScopedAdminMixin", "is_tenant_staff"]
 
 
-class MembershipInline(ScopedInlineMixin, admin.TabularInline):
+class TenantPartInline(ScopedInlineMixin):
+    """An inline of a tenant's own parts (members, brand): staff see them, the
+    tenant's managers change them."""
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser or is_tenant_staff(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser or (obj is not None and user_can_manage(request.user, obj))
+
+    has_add_permission = has_change_permission
+    has_delete_permission = has_change_permission
+
+
+class MembershipInline(TenantPartInline, admin.TabularInline):
     model = Membership
     extra = 0
     autocomplete_fields = ()
@@ -44,15 +58,6 @@ class MembershipInline(ScopedInlineMixin, admin.TabularInline):
                 get_user_model().objects.filter(memberships__tenant__in=managed).distinct()
             )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-    def has_view_permission(self, request, obj=None):
-        return request.user.is_superuser or is_tenant_staff(request.user)
-
-    def has_change_permission(self, request, obj=None):
-        return request.user.is_superuser or (obj is not None and user_can_manage(request.user, obj))
-
-    has_add_permission = has_change_permission
-    has_delete_permission = has_change_permission
 
 
 class BrandAdminForm(forms.ModelForm):
@@ -79,9 +84,8 @@ class BrandAdminForm(forms.ModelForm):
         upload = self.cleaned_data.get("logo_file")
         if upload is None:
             return None
-        if upload.size > Brand.LOGO_MAX_BYTES:
-            raise ValidationError(logo_file_problem(b"x" * (Brand.LOGO_MAX_BYTES + 1)))
-        data = upload.read()
+        # One byte past the limit is enough to tell a file over it.
+        data = upload.read(Brand.LOGO_MAX_BYTES + 1)
         problem = logo_file_problem(data)
         if problem:
             raise ValidationError(problem)
@@ -103,7 +107,7 @@ class BrandAdminForm(forms.ModelForm):
         return brand
 
 
-class BrandInline(ScopedInlineMixin, admin.StackedInline):
+class BrandInline(TenantPartInline, admin.StackedInline):
     """A partner's or reseller's brand, edited by its managers with the tenant."""
 
     model = Brand
@@ -129,15 +133,6 @@ class BrandInline(ScopedInlineMixin, admin.StackedInline):
         if not src:
             return "None"
         return format_html('<img src="{}" alt="Logo" style="max-height:40px">', src)
-
-    def has_view_permission(self, request, obj=None):
-        return request.user.is_superuser or is_tenant_staff(request.user)
-
-    def has_change_permission(self, request, obj=None):
-        return request.user.is_superuser or (obj is not None and user_can_manage(request.user, obj))
-
-    has_add_permission = has_change_permission
-    has_delete_permission = has_change_permission
 
 
 class TenantAdminForm(forms.ModelForm):
