@@ -13,6 +13,8 @@ class ReportSchedule(models.Model):
         MONTHLY = "monthly", "Monthly (the calendar month, sent on the 1st)"
 
     MAX_RECIPIENTS = 20
+    # Mail goes to addresses a manager types in: a tenant's reports stay a handful.
+    MAX_PER_TENANT = 20
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="report_schedules")
     frequency = models.CharField(max_length=8, choices=Frequency.choices)

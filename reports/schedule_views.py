@@ -61,11 +61,7 @@ def schedules_page(request, slug):
             schedule.delete()
             messages.success(request, "The scheduled report was removed.")
             return redirect("reports:schedules", slug=tenant.slug)
-        if form.is_valid():
-            save_schedule(
-                ReportSchedule(created_by=request.user), user=request.user, tenant=tenant,
-                **form.cleaned_data,
-            )  # fmt: skip
+        if form.is_valid() and added(request, tenant, form):
             messages.success(request, "Scheduled: the first report goes out after its period ends.")
             return redirect("reports:schedules", slug=tenant.slug)
     context = {
@@ -75,6 +71,20 @@ def schedules_page(request, slug):
         "form": form,
     }
     return render(request, "reports/schedules.html", context, status=400 if form.errors else 200)
+
+
+def added(request, tenant, form) -> bool:
+    """Save the form's schedule; False with the reason on the form when refused."""
+    try:
+        save_schedule(
+            ReportSchedule(created_by=request.user), user=request.user, tenant=tenant,
+            **form.cleaned_data,
+        )  # fmt: skip
+    except ValidationError as error:
+        for problem in error.messages:
+            form.add_error(None, problem)
+        return False
+    return True
 
 
 @require_http_methods(["GET", "POST"])

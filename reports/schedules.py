@@ -18,6 +18,11 @@ def save_schedule(schedule: ReportSchedule, *, user, **fields) -> ReportSchedule
         setattr(schedule, name, value)
     if len(schedule.recipients) > ReportSchedule.MAX_RECIPIENTS:
         raise ValidationError({"recipients": f"At most {ReportSchedule.MAX_RECIPIENTS} addresses."})
+    others = ReportSchedule.objects.filter(tenant=tenant).exclude(pk=schedule.pk)
+    if others.count() >= ReportSchedule.MAX_PER_TENANT:
+        raise ValidationError(
+            {"tenant": f"A tenant has at most {ReportSchedule.MAX_PER_TENANT} scheduled reports."}
+        )
     with transaction.atomic():
         schedule.full_clean()
         schedule.save()

@@ -243,3 +243,20 @@ def test_qcluster_sends_the_due_report_once(world, last_week, child_env):
     assert output.count("Weekly usage report: Reseller A") == 2  # one per recipient
     assert ReportDelivery.objects.count() == 1
     assert Schedule.objects.get(name=SEND_SCHEDULE).next_run > timezone.now()
+
+
+def test_a_tenant_has_at_most_twenty_scheduled_reports(world, users, api, login):
+    for n in range(ReportSchedule.MAX_PER_TENANT):
+        ReportSchedule.objects.create(
+            tenant=world.reseller_a, frequency="weekly", recipients=[f"p{n}@example.com"]
+        )
+    body = {"tenant": "reseller-a", "frequency": "weekly", "recipients": ["x@example.com"]}
+    response = api(users["manager_a"]).post(SCHEDULES, body, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "tenant"
+    page = login(users["manager_a"]).post(
+        "/reports/t/reseller-a/schedules/",
+        {"add": "1", "frequency": "weekly", "recipients": "x@example.com"},
+    )
+    assert page.status_code == 400 and "at most 20 scheduled reports" in page.content.decode()
+    assert ReportSchedule.objects.count() == ReportSchedule.MAX_PER_TENANT
