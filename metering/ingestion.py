@@ -18,11 +18,11 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connections, router, transaction
-from django.db.models import F, Lookup, Q
+from django.db.models import F, Lookup, Min, Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
-from metering.models import Meter, UsageEvent
+from metering.models import EventBatch, Meter, UsageEvent
 from metering.signals import events_stored
 from utilities.text import text_problem
 
@@ -142,6 +142,12 @@ def validate_events(
 
 def count_stored(keys: list[tuple[int, str]]) -> int:
     """How many of these (tenant id, event id) pairs are already stored (for dry runs)."""
+    from metering.stores import event_store
+
+    return event_store().count_stored(keys)
+
+
+def count_stored_in_table(keys: list[tuple[int, str]]) -> int:
     by_tenant: dict[int, list[str]] = {}
     for tenant_id, event_id in keys:
         by_tenant.setdefault(tenant_id, []).append(event_id)
@@ -506,8 +512,16 @@ def instant_adapter(conn):
 
 
 def store_events(rows: list[EventRow | UsageEvent]) -> IngestResult:
-    """Insert the batch in one transaction; an event id already stored for the same
-    tenant counts as a duplicate."""
+    """Store the batch whole or not at all, in the configured event store; an event
+    id already stored for the same tenant counts as a duplicate."""
+    from metering.stores import event_store  # the stores build on this module
+
+    return event_store().store(rows)
+
+
+def store_in_table(rows: list[EventRow | UsageEvent]) -> IngestResult:
+    """Insert the batch into the event table in one transaction; an event id already
+    stored for the same tenant counts as a duplicate."""
     inserted: list[tuple[int, str]] = []
     # Writers racing on the same keys wait for each other's uncommitted rows; taking
     # them in one global order means they can never wait in a circle.
@@ -540,13 +554,47 @@ def committed_ceiling(wait_seconds: float = 2.0) -> int | None:
     SQLite has one writer at a time (IMMEDIATE transactions) whose ids all lie
     above every committed one: the highest committed id is the ceiling.
     """
+    table = connections[router.db_for_write(UsageEvent)].ops.quote_name(UsageEvent._meta.db_table)
+    return read_behind_gate(f"SELECT COALESCE(MAX(id), 0) FROM {table}", wait_seconds)
+
+
+def committed_batch_ceiling(wait_seconds: float = 2.0) -> int:
+    """For an event store positioned by batch (EventBatch): the highest batch id
+    below which no batch is still open. Batch ids are taken under the ingest gate,
+    so behind it every id handed out is visible. If the gate cannot be had in
+    time, batches opened in the last COMMIT_GRACE are taken as still in flight."""
+    table = EventBatch._meta.db_table
+    # One statement: both figures from the same snapshot.
+    sql = (
+        f"SELECT (SELECT MIN(id) FROM {table} WHERE state = 'open'), "
+        f"(SELECT COALESCE(MAX(id), 0) FROM {table} WHERE state = 'committed')"
+    )
+    row = read_behind_gate(sql, wait_seconds, whole_row=True)
+    if row is None:
+        young = EventBatch.objects.filter(created_at__gt=timezone.now() - COMMIT_GRACE)
+        oldest_young = young.aggregate(low=Min("id"))["low"]
+        with connections[router.db_for_write(EventBatch)].cursor() as cursor:
+            cursor.execute(sql)
+            row = cursor.fetchone()
+        if oldest_young is not None:
+            row = (min(row[0] or oldest_young, oldest_young), row[1])
+    lowest_open, top = row
+    return top if lowest_open is None else min(top, lowest_open - 1)
+
+
+# Where the exact ceiling cannot be had in time, what counts as possibly in flight.
+COMMIT_GRACE = timedelta(seconds=10)
+
+
+def read_behind_gate(sql: str, wait_seconds: float, whole_row: bool = False):
+    """Run `sql` with no ingesting transaction in flight (see committed_ceiling);
+    None if the gate could not be had within `wait_seconds`."""
     conn = connections[router.db_for_write(UsageEvent)]
-    table = conn.ops.quote_name(UsageEvent._meta.db_table)
-    top = f"SELECT COALESCE(MAX(id), 0) FROM {table}"
     if conn.vendor != "postgresql":
         with conn.cursor() as cursor:
-            cursor.execute(top)
-            return cursor.fetchone()[0]
+            cursor.execute(sql)
+            row = cursor.fetchone()
+            return row if whole_row else row[0]
     try:
         with transaction.atomic(using=conn.alias), conn.cursor() as cursor:
             cursor.execute("SELECT current_setting('lock_timeout')")
@@ -556,8 +604,9 @@ def committed_ceiling(wait_seconds: float = 2.0) -> int | None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [INGEST_GATE_ID])
             # Inside a caller's transaction the setting would outlive this block.
             cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
-            cursor.execute(top)
-            return cursor.fetchone()[0]
+            cursor.execute(sql)
+            row = cursor.fetchone()
+            return row if whole_row else row[0]
     except OperationalError:
         return None
 

@@ -179,3 +179,52 @@ class UsageEvent(models.Model):
         if self.pk is not None and not kwargs.get("force_insert"):
             raise ValidationError("Usage events are immutable; record a correction instead.")
         super().save(*args, **kwargs)
+
+
+class EventBatch(models.Model):
+    """One ingested batch of an event store without ids of its own (ClickHouse).
+
+    The batch's id, handed out by this database, is what the rollup's watermark
+    counts in that store: every event carries its batch's id, a batch is open
+    while its events are being written and committed with them, so the events
+    up to a watermark are exactly those of the committed batches up to it. A
+    batch whose writer died or failed is abandoned: its events, if any reached
+    the store, are left out of every read and deleted.
+    """
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        COMMITTED = "committed", "Committed"
+        ABANDONED = "abandoned", "Abandoned"
+        PURGED = "purged", "Abandoned, events deleted"
+
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    events = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "id"], name="event_batch_state")]
+
+    def __str__(self) -> str:
+        return f"batch {self.pk} ({self.state})"
+
+
+class EventKey(models.Model):
+    """The idempotency ledger of an event store that cannot refuse a duplicate
+    itself (ClickHouse): one row per stored (tenant, event id), kept only while an
+    event of that day may still arrive (USAGE_BACKDATE_DAYS), since an older
+    event is refused anyway."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, db_index=False)
+    event_id = models.CharField(max_length=128)
+    day = models.DateField()
+    batch = models.ForeignKey(EventBatch, on_delete=models.CASCADE, db_index=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="event_key_day")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "event_id"], name="event_key_tenant_event")
+        ]
+
+    def __str__(self) -> str:
+        return self.event_id

@@ -35,6 +35,33 @@ def pytest_configure(config):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 
+def clear_event_store() -> None:
+    """ClickHouse takes no part in the test's transaction: empty it for each test
+    (and each example of a property test), as the rollback empties the tables."""
+    from django.conf import settings
+
+    if settings.USAGE_EVENT_STORE == "clickhouse":
+        from metering.clickhouse import client, events_table
+
+        client.command(f"TRUNCATE TABLE {events_table()}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clickhouse_schema():
+    from django.conf import settings
+
+    if settings.USAGE_EVENT_STORE == "clickhouse":
+        from metering.clickhouse.schema import migrate
+
+        migrate(report=lambda line: None)
+
+
+@pytest.fixture(autouse=True)
+def fresh_event_store():
+    clear_event_store()
+    yield
+
+
 @pytest.fixture(autouse=True)
 def fresh_counters():
     from django.core.cache import cache

@@ -311,6 +311,19 @@ if env_bool("USAGE_Q_SYNC"):
     Q_CLUSTER["sync"] = True
 
 USAGE_ROLLUP_INTERVAL_MINUTES = env_int("USAGE_ROLLUP_INTERVAL_MINUTES", 1440)
+# Where raw usage events live (metering.stores): "orm", the relational event table,
+# or "clickhouse" at CLICKHOUSE_URL (http(s)://user:pass@host:8123/db for a server or
+# cluster, chdb://<absolute dir> for the embedded engine).
+USAGE_EVENT_STORE = os.environ.get("USAGE_EVENT_STORE", "orm").strip().lower()
+if USAGE_EVENT_STORE not in {"orm", "clickhouse"}:
+    raise ImproperlyConfigured("USAGE_EVENT_STORE must be orm or clickhouse.")
+CLICKHOUSE_URL = os.environ.get("CLICKHOUSE_URL", "")
+if USAGE_EVENT_STORE == "clickhouse" and not CLICKHOUSE_URL:
+    raise ImproperlyConfigured("USAGE_EVENT_STORE=clickhouse needs CLICKHOUSE_URL.")
+# The event table's engine and ON CLUSTER clause (see docs/operations.md): a single
+# node by default; a cluster names ReplicatedReplacingMergeTree and its cluster.
+CLICKHOUSE_ENGINE = os.environ.get("CLICKHOUSE_ENGINE", "ReplacingMergeTree(version)")
+CLICKHOUSE_CLUSTER = os.environ.get("CLICKHOUSE_CLUSTER", "")
 USAGE_BACKDATE_DAYS = env_int("USAGE_BACKDATE_DAYS", 35)
 # Compaction (billing.usage.compaction): a rollup is queued when this many events wait in
 # the real-time tail (0: never), at most once per USAGE_COMPACT_SECONDS.

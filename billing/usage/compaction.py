@@ -23,11 +23,13 @@ from django_q.tasks import async_task
 from accounts.services import tree_write_lock
 from billing.models import RolledDay, RollupRun
 from billing.periods import day_bounds
+from billing.usage import clickhouse_reads
 from billing.usage.aggregations import ADDS, AGGREGATIONS, aggregations_where
 from billing.usage.rollup import run_rollup
 from billing.usage.runs import current_watermark, days_with_events, recorded_run
 from billing.usage.sql import placeholders
 from metering.models import Meter, UsageEvent
+from metering.stores import event_store, uses_clickhouse
 
 QUEUED_KEY = "billing:compaction-queued"
 # Compaction runs are kept this long (there may be tens of thousands a day).
@@ -37,7 +39,7 @@ KEEP_COMPACTION_RUNS = timedelta(days=7)
 def waiting_events(limit: int) -> int:
     """How many events arrived after the last rollup, counted up to `limit` (a short
     primary-key range scan; ids have gaps, so their difference would overcount)."""
-    return UsageEvent.objects.filter(id__gt=RollupRun.objects.watermark())[:limit].count()
+    return event_store().waiting(RollupRun.objects.watermark(), limit)
 
 
 def compaction_due() -> bool:
@@ -105,8 +107,11 @@ def tail_has_other_than_additive(after_id: int, up_to_id: int) -> bool:
     """Whether an event with after_id < id ≤ up_to_id is of a meter whose day value
     is not a sum of its events' values (a gauge, a distinct count)."""
     others = Meter.objects.exclude(aggregation__in=aggregations_where(ADDS))
+    meter_ids = list(others.values_list("pk", flat=True))
+    if uses_clickhouse():
+        return clickhouse_reads.has_events_of(after_id, up_to_id, meter_ids)
     return UsageEvent.objects.filter(
-        id__gt=after_id, id__lte=up_to_id, meter_id__in=list(others.values_list("pk", flat=True))
+        id__gt=after_id, id__lte=up_to_id, meter_id__in=meter_ids
     ).exists()
 
 
@@ -135,16 +140,10 @@ def add_tail_to_day(day: date, after_id: int, up_to_id: int) -> int:
     recursive CTE over the few members in the tail: a join on lft/rght ranges
     scanned the tree once per member). Each event adds its aggregation's value.
     """
-    value, value_params = event_value_sql()
-    start, end = day_bounds(day, day)
-    ops = connection.ops
+    tail, tail_params = day_tail_sql(day, after_id, up_to_id)
     with connection.cursor() as cursor:
         cursor.execute(
-            "WITH RECURSIVE tail AS (SELECT e.tenant_id, e.meter_id, e.dimension, e.source, "
-            f"SUM({value}) AS quantity, "
-            "COUNT(*) AS n FROM metering_usageevent e "
-            "WHERE e.id > %s AND e.id <= %s AND e.occurred_at >= %s AND e.occurred_at < %s "
-            "GROUP BY e.tenant_id, e.meter_id, e.dimension, e.source), "
+            f"WITH RECURSIVE tail AS ({tail}), "
             "chain (member_id, ancestor_id) AS (SELECT DISTINCT tenant_id, tenant_id FROM tail "
             "UNION ALL SELECT c.member_id, t.parent_id FROM chain c "
             "JOIN accounts_tenant t ON t.id = c.ancestor_id WHERE t.parent_id IS NOT NULL) "
@@ -156,7 +155,29 @@ def add_tail_to_day(day: date, after_id: int, up_to_id: int) -> int:
             "ON CONFLICT (tenant_id, day, meter_id, dimension, source) DO UPDATE SET "
             "quantity = billing_dailyusage.quantity + excluded.quantity, "
             "event_count = billing_dailyusage.event_count + excluded.event_count",
-            [*value_params, after_id, up_to_id, ops.adapt_datetimefield_value(start),
-             ops.adapt_datetimefield_value(end), ops.adapt_datefield_value(day)],
-        )  # fmt: skip
+            [*tail_params, connection.ops.adapt_datefield_value(day)],
+        )
         return max(cursor.rowcount, 0)
+
+
+def day_tail_sql(day: date, after_id: int, up_to_id: int) -> tuple[str, list]:
+    """The day's events with after_id < id ≤ up_to_id summed per member, meter,
+    dimension and source: (tenant_id, meter_id, dimension, source, quantity, n)."""
+    if uses_clickhouse():
+        adding = Meter.objects.filter(aggregation__in=aggregations_where(ADDS))
+        value_of = {
+            pk: AGGREGATIONS[aggregation].event_value.removeprefix("e.")
+            for pk, aggregation in adding.values_list("pk", "aggregation")
+        }
+        return clickhouse_reads.day_tail_sql(day, after_id, up_to_id, value_of)
+    value, value_params = event_value_sql()
+    start, end = day_bounds(day, day)
+    ops = connection.ops
+    return (
+        "SELECT e.tenant_id, e.meter_id, e.dimension, e.source, "
+        f"SUM({value}) AS quantity, COUNT(*) AS n FROM metering_usageevent e "
+        "WHERE e.id > %s AND e.id <= %s AND e.occurred_at >= %s AND e.occurred_at < %s "
+        "GROUP BY e.tenant_id, e.meter_id, e.dimension, e.source",
+        [*value_params, after_id, up_to_id, ops.adapt_datetimefield_value(start),
+         ops.adapt_datetimefield_value(end)],
+    )  # fmt: skip

@@ -12,9 +12,11 @@ from datetime import date
 from django.db import connection
 
 from billing.periods import day_bounds
+from billing.usage import clickhouse_reads
 from billing.usage.aggregations import AGGREGATIONS, EventRead
 from billing.usage.sql import day_parameter_sql, event_day_sql, placeholders
 from metering.models import Meter
+from metering.stores import uses_clickhouse
 
 # A SELECT with the columns of member values and no rows.
 NO_VALUES = (
@@ -41,6 +43,11 @@ def member_values_sql(
     subtree (a condition on the tenant `t`: Tenant.subtree_sql), for some meters,
     or on some days. `parallel` and `bounded`: see event_read.
     """
+    if uses_clickhouse():
+        return clickhouse_reads.member_values_sql(
+            first=first, last=last, max_event_id=max_event_id, subtree=subtree,
+            meter_ids=meter_ids, days=days,
+        )  # fmt: skip
     read = event_read(
         first=first, last=last, max_event_id=max_event_id, subtree=subtree,
         meter_ids=meter_ids, days=days, parallel=parallel, bounded=bounded,

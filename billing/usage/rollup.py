@@ -17,6 +17,7 @@ from django.db import connection
 from accounts.services import tree_write_lock
 from billing.models import DailyUsage, RolledDay, RollupRun
 from billing.periods import day_bit, day_bounds, month_of
+from billing.usage import clickhouse_reads
 from billing.usage.aggregations import COUNTS_DISTINCT, aggregations_where
 from billing.usage.day_values import member_values_sql
 from billing.usage.runs import (
@@ -29,6 +30,7 @@ from billing.usage.runs import (
 from billing.usage.sql import placeholders, unique_value_sql
 from billing.usage.staging import TOTALS_KEY, WorkTables, ancestry_sql, totals_sql
 from metering.models import Meter
+from metering.stores import uses_clickhouse
 
 BILLING_TABLE = DailyUsage._meta.db_table
 
@@ -286,7 +288,11 @@ def record_distinct_values(day: date, watermark: int, uniques: list[int]) -> Non
             "WHERE month = %s AND (days & %s) <> 0",
             [bit, month, bit],
         )
-        if uniques:
+        if uniques and uses_clickhouse():
+            insert_distinct_tuples(
+                cursor, clickhouse_reads.distinct_tuples(day, watermark, uniques), month, bit
+            )
+        elif uniques:
             cursor.execute(
                 "INSERT INTO billing_distinctvalue "
                 "(tenant_id, meter_id, month, source, value, days) "
@@ -301,3 +307,18 @@ def record_distinct_values(day: date, watermark: int, uniques: list[int]) -> Non
                  ops.adapt_datetimefield_value(end), watermark],
             )  # fmt: skip
         cursor.execute("DELETE FROM billing_distinctvalue WHERE month = %s AND days = 0", [month])
+
+
+def insert_distinct_tuples(cursor, tuples: list[tuple], month, bit: int) -> None:
+    """(tenant, meter, source, value) tuples read from another store: the day's bit
+    ORed into their rows, as the statement over the event table does."""
+    for start in range(0, len(tuples), 500):
+        chunk = tuples[start : start + 500]
+        cursor.execute(
+            "INSERT INTO billing_distinctvalue (tenant_id, meter_id, month, source, value, days) "
+            f"VALUES {', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(chunk))} "
+            "ON CONFLICT (meter_id, month, tenant_id, source, value) DO UPDATE SET "
+            "days = billing_distinctvalue.days | excluded.days",
+            [v for tenant, meter, source, value in chunk
+             for v in (tenant, meter, month, source, value, bit)],
+        )  # fmt: skip

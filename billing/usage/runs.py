@@ -13,14 +13,14 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Max, Min
 from django.utils import timezone
 
 from billing.models import RollupRun
+from billing.usage import clickhouse_reads
 from billing.usage.sql import event_day_sql
 from billing.usage.values import as_date
-from metering.ingestion import committed_ceiling
 from metering.models import UsageEvent
+from metering.stores import event_store, uses_clickhouse
 
 # Where the exact ceiling cannot be had in time (see committed_ceiling), events
 # younger than this are left to the next run: an insert transaction that took its
@@ -44,21 +44,12 @@ class PhaseClock:
 
 
 def current_watermark(grace: timedelta = COMMIT_GRACE) -> int:
-    """The highest event id that every earlier-received event has committed below.
+    """The highest event position (id, or batch in ClickHouse) that every
+    earlier-received event has committed below.
 
-    `grace` zero: the highest id, for callers that know no insert is in flight.
+    `grace` zero: the highest one, for callers that know no insert is in flight.
     """
-    if grace:
-        ceiling = committed_ceiling()
-        if ceiling is not None:
-            return ceiling
-    top = UsageEvent.objects.aggregate(top=Max("id"))["top"] or 0
-    if grace:
-        cutoff = timezone.now() - grace
-        young = UsageEvent.objects.filter(received_at__gt=cutoff).aggregate(low=Min("id"))["low"]
-        if young is not None:
-            top = min(top, young - 1)
-    return top
+    return event_store().watermark(grace)
 
 
 def days_with_events(min_id: int, max_id: int) -> list[date]:
@@ -72,6 +63,8 @@ def events_by_day(min_id: int, max_id: int) -> dict[date, int]:
     Raw SQL with the rollup's own day expression: on SQLite, Django's TruncDate
     calls a Python function per event, which cost an incremental rollup more
     than recomputing the day."""
+    if uses_clickhouse():
+        return clickhouse_reads.events_by_day(min_id, max_id)
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {event_day_sql()}, COUNT(*) FROM {UsageEvent._meta.db_table} e "
@@ -82,7 +75,7 @@ def events_by_day(min_id: int, max_id: int) -> dict[date, int]:
 
 
 def all_event_days() -> list[date]:
-    return days_with_events(0, UsageEvent.objects.aggregate(top=Max("id"))["top"] or 0)
+    return days_with_events(0, event_store().top())
 
 
 @contextmanager

@@ -7,10 +7,12 @@ from django.db.models import Max, Min
 
 from accounts.services import tree_write_lock
 from billing.periods import day_bounds
+from billing.usage import clickhouse_reads
 from billing.usage.day_values import member_values_sql
 from billing.usage.runs import PhaseClock
 from billing.usage.values import as_date
 from metering.models import UsageEvent
+from metering.stores import uses_clickhouse
 
 # The billing table's key, day first.
 TOTALS_KEY = "day, tenant_id, meter_id, dimension, source"
@@ -163,9 +165,12 @@ def covers_every_event(first: date, last: date) -> bool:
 
     Two index lookups (separate queries: SQLite optimizes a lone MIN or MAX only).
     """
-    events = UsageEvent.objects.order_by()
-    earliest = events.aggregate(at=Min("occurred_at"))["at"]
-    latest = events.aggregate(at=Max("occurred_at"))["at"]
+    if uses_clickhouse():
+        earliest, latest = clickhouse_reads.event_span()
+    else:
+        events = UsageEvent.objects.order_by()
+        earliest = events.aggregate(at=Min("occurred_at"))["at"]
+        latest = events.aggregate(at=Max("occurred_at"))["at"]
     start, end = day_bounds(first, last)
     return earliest is None or (start <= earliest and latest < end)
 

@@ -17,11 +17,13 @@ from django.db import connection
 from accounts.models import Tenant
 from billing.models import RolledDay, RollupRun
 from billing.periods import day_bounds
+from billing.usage import clickhouse_reads
 from billing.usage.aggregations import COUNTS_DISTINCT, aggregations_where
 from billing.usage.grouping import Grouping, UsageFilters
 from billing.usage.sql import event_day_sql, placeholders, unique_value_sql
 from billing.usage.values import as_date, to_decimal
 from metering.models import Meter, UsageEvent
+from metering.stores import uses_clickhouse
 
 EVENTS = UsageEvent._meta.db_table
 METERS = Meter._meta.db_table
@@ -140,6 +142,8 @@ class TailQuery:
         """
         if not self.meter_ids:
             return []
+        if uses_clickhouse():
+            return clickhouse_reads.tail_rows(self)
         sql, params = self.rows_sql()
         with connection.cursor() as cursor:
             cursor.execute(sql, params)

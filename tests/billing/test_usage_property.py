@@ -16,6 +16,7 @@ from billing.usage.compaction import run_compaction
 from metering.ingestion import ingest_events
 from tests.billing.conftest import billing_table, rollup
 from tests.billing.oracle import brute_force, summary_as_dict
+from tests.conftest import clear_event_store
 from tests.factories import make_tenant
 
 METERS = {
@@ -108,6 +109,7 @@ def assert_agrees(tenants, today, start_back=6, end_back=0):
     move_pick=st.integers(0, 50),
 )
 def test_usage_summary_matches_brute_force(latest_meter, shape, first, late, range_back, move_pick):
+    clear_event_store()
     with transaction.atomic():
         now = timezone.now()
         today = now.date()
