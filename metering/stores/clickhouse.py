@@ -20,8 +20,8 @@ of every read (`excluded_batches`) until `purge_abandoned` deletes them.
 
 import json
 from contextlib import suppress
-from uuid import uuid4
 from datetime import UTC, date, timedelta
+from uuid import uuid4
 
 from django.conf import settings
 from django.db import connection, transaction

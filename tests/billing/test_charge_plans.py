@@ -20,6 +20,7 @@ from billing.plans import subscribe
 from billing.statements import StatementDraft, refresh_statement
 from metering.models import Meter
 from tests.billing.conftest import rollup, send
+from tests.conftest import clear_event_store
 from tests.factories import make_tenant
 
 
@@ -433,6 +434,7 @@ def test_a_true_up_is_never_negative_and_the_total_never_below_the_minimum(
     ),
 )
 def test_dimension_items_add_up_to_the_meters_total_usage(world, last_month, named, events):
+    clear_event_store()
     with transaction.atomic():
         plan = Plan.objects.create(code="a-prop", name="Prop", owner=world.reseller_a)
         units = meter("processing_units")

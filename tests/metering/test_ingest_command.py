@@ -5,7 +5,7 @@ from decimal import Decimal
 from django.core.management import call_command
 from django.utils import timezone
 
-from metering.models import UsageEvent
+from tests.stored import stored_event, stored_events
 
 
 def write_jsonl(path, events):
@@ -32,11 +32,11 @@ def test_jsonl_load_reports_accepted_duplicates_and_rejected_lines(world, tmp_pa
     assert "6 accepted, 1 duplicates, 2 rejected." in out
     assert "line 4: not valid JSON" in out
     assert "line 6: quantity:" in out
-    assert UsageEvent.objects.count() == 6
+    assert len(stored_events()) == 6
 
     call_command("ingest", str(source), "--no-progress")
     assert "0 accepted, 7 duplicates, 2 rejected." in capsys.readouterr().out
-    assert UsageEvent.objects.count() == 6
+    assert len(stored_events()) == 6
 
 
 def test_dry_run_stores_nothing(world, tmp_path, capsys):
@@ -47,7 +47,7 @@ def test_dry_run_stores_nothing(world, tmp_path, capsys):
     )
     call_command("ingest", str(source), "--dry-run", "--no-progress")
     assert "1 would be accepted, 0 duplicates, 0 rejected." in capsys.readouterr().out
-    assert not UsageEvent.objects.exists()
+    assert not stored_events()
 
 
 def test_csv_with_attribute_columns(world, tmp_path, capsys):
@@ -61,7 +61,7 @@ def test_csv_with_attribute_columns(world, tmp_path, capsys):
     call_command("ingest", str(source), "--no-progress")
     out = capsys.readouterr().out
     assert "2 accepted, 0 duplicates, 1 rejected." in out and "line 3: quantity" in out
-    stored = UsageEvent.objects.get(event_id="c-1")
+    stored = stored_event(event_id="c-1")
     assert stored.quantity == Decimal("12.5") and stored.dimension == "hot"
     assert stored.source == "service"
 
@@ -91,4 +91,4 @@ def test_hostile_lines_are_reported_and_the_rest_stored(world, tmp_path, capsys)
     for line_no in range(2, 8):
         assert f"line {line_no}:" in out
     assert "nested more than" in out.lower() and "U+0000" in out
-    assert set(UsageEvent.objects.values_list("event_id", flat=True)) == {"h-1", "h-8"}
+    assert {e.event_id for e in stored_events()} == {"h-1", "h-8"}
