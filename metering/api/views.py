@@ -20,6 +20,8 @@ from metering.api.serializers import (
 from metering.filtersets import UsageEventFilterSet
 from metering.ingestion import BatchRejected, EventError, ingest_events
 from metering.models import Meter, UsageEvent
+from metering.records import records_response
+from metering.stores import event_store, uses_clickhouse
 from utilities.api.pagination import CheckedCursorPagination
 from utilities.csv import CSVRenderer, streaming_csv
 
@@ -92,6 +94,9 @@ class UsageEventViewSet(ScopedGenericViewSet):
         ]
     )
     def list(self, request, *args, **kwargs):
+        if uses_clickhouse():
+            header = [h for h, _ in RECORD_CSV_COLUMNS]
+            return records_response(request, event_store(), header)
         queryset = self.filter_queryset(self.get_queryset())
         if request.accepted_renderer.format == "csv":
             ordered = queryset.order_by("-occurred_at", "-id")

@@ -116,6 +116,49 @@ class ClickHouseEventStore:
         )
         return [stored_event(row) for row in rows]
 
+    def records(self, query, limit: int) -> list[StoredEvent]:
+        """A page of usage records (metering.records.RecordQuery), newest first."""
+        where, params = (
+            ["NOT has({excluded:Array(UInt64)}, batch)"],
+            {"excluded": excluded_batches()},
+        )
+        if query.tenant_ids is not None:
+            where.append("has({tenants:Array(UInt64)}, tenant_id)")
+            params["tenants"] = query.tenant_ids
+        if query.meter_ids is not None:
+            where.append("has({meters:Array(UInt64)}, meter_id)")
+            params["meters"] = query.meter_ids
+        if query.source:
+            where.append("source = {source:String}")
+            params["source"] = query.source
+        bounds = [("start", ">=", query.start), ("end", "<", query.end),
+                  ("end_inclusive", "<=", query.end_inclusive)]  # fmt: skip
+        for name, op, moment in bounds:
+            if moment is not None:
+                where.append(f"occurred_at {op} {{{name}:DateTime64(6, 'UTC')}}")
+                params[name] = naive(moment)
+        if query.before is not None:
+            occurred, batch, tenant_id, event_id = query.before
+            where.append(
+                "(occurred_at, batch, tenant_id, event_id) < ({c_at:DateTime64(6, 'UTC')}, "
+                "{c_batch:UInt64}, {c_tenant:UInt64}, {c_event:String})"
+            )
+            params.update(c_at=naive(occurred), c_batch=batch, c_tenant=tenant_id, c_event=event_id)
+        rows = client.rows(
+            f"SELECT event_id, tenant_id, meter_id, quantity, occurred_at, received_at, source, "
+            f"dimension, attributes, batch FROM {events_table()} FINAL "
+            f"WHERE {' AND '.join(where)} "
+            "ORDER BY occurred_at DESC, batch DESC, tenant_id DESC, event_id DESC "
+            f"LIMIT {int(limit)}",
+            params,
+        )
+        return [stored_event(row) for row in rows]
+
+
+def naive(moment):
+    """A UTC instant as ClickHouse's DateTime64 parameter takes it."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
 
 def stored_event(row) -> StoredEvent:
     event_id, tenant_id, meter_id, quantity, occurred, received, source, dim, attrs, batch = row

@@ -16,3 +16,8 @@ class StoredEvent(NamedTuple):
     dimension: str
     attributes: dict
     position: int  # the event's id in the table; its batch's id in ClickHouse
+
+    @property
+    def key(self) -> tuple:
+        """Where the event sits in a newest-first list: unique, and ordered by time."""
+        return (self.occurred_at, self.position, self.tenant_id, self.event_id)
