@@ -25,6 +25,14 @@ install: $(VENV)/.installed
 
 install-dev: $(VENV)/.installed-dev
 
+# The ClickHouse event store's client and embedded engine (a large download):
+# installed only when USAGE_EVENT_STORE=clickhouse asks for it.
+$(VENV)/.installed-clickhouse: pyproject.toml | $(VENV)/.installed-dev
+	$(PY) -m pip install --quiet -e ".[dev,clickhouse]"
+	touch $@
+
+CLICKHOUSE_DEPS := $(if $(filter clickhouse,$(USAGE_EVENT_STORE)),$(VENV)/.installed-clickhouse)
+
 migrate: install
 	$(PY) manage.py migrate --noinput
 
@@ -50,7 +58,7 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 		else echo "chromium is missing: sudo apt-get install chromium"; fi; }
 
-test: install-dev browser pdf-libs
+test: install-dev browser pdf-libs $(CLICKHOUSE_DEPS)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # PNGs of the main pages, from the demo data, for the README.

@@ -36,6 +36,7 @@ class RecordQuery:
     end: dt.datetime | None = None  # exclusive
     end_inclusive: dt.datetime | None = None
     before: tuple | None = field(default=None)  # a cursor: records strictly older
+    order_params: dict = field(default_factory=dict)  # parameters of a custom order
 
 
 def record_query(request) -> RecordQuery:
@@ -43,17 +44,23 @@ def record_query(request) -> RecordQuery:
     filters = UsageEventFilterSet(request.query_params, UsageEvent.objects.none(), request=request)
     if not filters.is_valid():
         raise ValidationError(filters.errors)
+    return query_of(filters, request.query_params.get("end", ""), request.user)
+
+
+def query_of(filters, raw_end: str, principal) -> RecordQuery:
+    """A valid events FilterSet's choices as a RecordQuery, within what `principal`
+    sees (`raw_end`: the end as typed, a bare date meaning the whole day)."""
     data = filters.form.cleaned_data
     query = RecordQuery(source=data.get("source") or "")
     visible = Tenant.objects.all()
-    condition = visibility_q(request.user)
+    condition = visibility_q(principal)
     if condition is False:
         query.tenant_ids = []
     elif condition is not True:
         visible = visible.filter(condition)
         query.tenant_ids = list(visible.values_list("pk", flat=True))
     if data.get("tenant"):
-        tenant = Tenant.objects.visible_to(request.user).filter(slug=data["tenant"]).first()
+        tenant = Tenant.objects.visible_to(principal).filter(slug=data["tenant"]).first()
         if tenant is None:
             raise Http404("No such tenant.")
         query.tenant_ids = list(
@@ -71,7 +78,7 @@ def record_query(request) -> RecordQuery:
     query.start = data.get("start")
     if data.get("end"):
         # A bare date means the whole day: end dates are inclusive.
-        if len(request.query_params.get("end", "")) == 10:
+        if len(raw_end) == 10:
             query.end = data["end"] + dt.timedelta(days=1)
         else:
             query.end_inclusive = data["end"]

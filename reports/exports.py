@@ -4,7 +4,17 @@ for a mail's attachment, written whole)."""
 import csv
 import io
 
+from reports.store_records import StoreTableData, resolve
 from utilities.csv import csv_cell, streaming_csv
+
+
+def exported_records(table, paths):
+    """The table's rows as tuples of the `paths`' values, in the table's order: one
+    query read in chunks, or, for records in the event store, its pages."""
+    if isinstance(table.data, StoreTableData):
+        return ([resolve(row, path) for path in paths] for row in table.data)
+    queryset = table.data.data  # ordered as the table is sorted
+    return queryset.values_list(*paths).iterator(chunk_size=2000)
 
 
 def exported_columns(table) -> list:
@@ -49,10 +59,9 @@ def queryset_table_csv(table, filename: str):
     same columns and order as the table."""
     columns = exported_columns(table)
     paths, writers = zip(*(table.export_values[c.name] for c in columns), strict=True)
-    queryset = table.data.data  # ordered as the table is sorted
 
     def values():
-        for record in queryset.values_list(*paths).iterator(chunk_size=2000):
+        for record in exported_records(table, paths):
             yield ["" if v is None else write(v) for write, v in zip(writers, record, strict=True)]
 
     return streaming_csv([export_header(c) for c in columns], values(), filename)

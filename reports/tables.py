@@ -320,6 +320,10 @@ class UsageEventTable(tables.Table):
     def value_received_at(self, value):
         return self.local_iso(value)
 
+    def render_source(self, value):
+        # A model row gives its label already; a row read from the event store its code.
+        return SOURCE_LABELS.get(value, value)
+
     def render_event_id(self, value):
         return format_html("<code>{}</code>", value)
 

@@ -16,6 +16,8 @@ from billing.documents import statement_pdf_response
 from billing.models import Statement
 from billing.periods import parse_month, requested_month
 from metering.models import Meter, UsageEvent
+from metering.records import query_of
+from metering.stores import event_store, uses_clickhouse
 from reports.exports import queryset_table_csv, table_csv
 from reports.filtersets import RecordsFilterSet
 from reports.forms import CATEGORIES, ReportQueryForm
@@ -27,6 +29,7 @@ from reports.selectors import (
     tenant_paths,
     tenant_report,
 )
+from reports.store_records import StoreTableData
 from reports.tables import (
     ChildUsageTable,
     MarginCustomerTable,
@@ -178,7 +181,7 @@ class ReportChartView(LoginRequiredMixin, BaseLineChartView):
 def records_page(request, slug):
     tenant = visible_tenant_or_404(request, slug)
     records = filtered_records(request, tenant)
-    table = UsageEventTable(records.qs, tenant_paths=tenant_paths(tenant))
+    table = UsageEventTable(records_data(request, records), tenant_paths=tenant_paths(tenant))
     RequestConfig(request, paginate=False).configure(table)
     paginate(table, request, per_page=RECORDS_PER_PAGE, paginator_class=LazyPaginator)
     context = {
@@ -187,7 +190,7 @@ def records_page(request, slug):
         "filter": records,
         "table": table,
         "shown": shown_rows(table),
-        "total": records.total(),
+        "total": records_total(table, records),
     }
     return render(request, "reports/records.html", context, status=400 if records.errors else 200)
 
@@ -198,9 +201,24 @@ def records_csv(request, slug):
     records = filtered_records(request, tenant)
     if records.errors:
         return HttpResponseBadRequest(filter_errors(records.form), content_type="text/plain")
-    table = UsageEventTable(records.qs, tenant_paths=tenant_paths(tenant))
+    table = UsageEventTable(records_data(request, records), tenant_paths=tenant_paths(tenant))
     RequestConfig(request, paginate=False).configure(table)
     return queryset_table_csv(table, f"records-{tenant.slug}.csv")
+
+
+def records_data(request, records: RecordsFilterSet):
+    """The records table's data: the filtered queryset, or, with events in ClickHouse,
+    the same records read from there a page at a time."""
+    if not uses_clickhouse() or not records.is_valid():
+        return records.qs
+    query = query_of(records, request.GET.get("end", ""), request.user)
+    return StoreTableData(event_store(), query)
+
+
+def records_total(table, records: RecordsFilterSet) -> int | None:
+    if isinstance(table.data, StoreTableData):
+        return len(table.data)
+    return records.total()
 
 
 def filter_errors(form) -> str:

@@ -30,7 +30,7 @@ from billing.usage.runs import (
 from billing.usage.sql import placeholders, unique_value_sql
 from billing.usage.staging import TOTALS_KEY, WorkTables, ancestry_sql, totals_sql
 from metering.models import Meter
-from metering.stores import uses_clickhouse
+from metering.stores import event_store, uses_clickhouse
 
 BILLING_TABLE = DailyUsage._meta.db_table
 
@@ -56,6 +56,7 @@ def run_rollup(
     started = clock.monotonic()
     phases = phases or PhaseClock()
     with phases("plan"):
+        event_store().tidy()
         previous = RollupRun.objects.watermark()
         watermark = max(current_watermark(grace), previous)
         new_events = events_by_day(previous, watermark) if days is None else {}

@@ -28,6 +28,9 @@ class EventStore(Protocol):
     def watermark(self, grace) -> int:
         """The highest position every event at or below which is committed."""
 
+    def tidy(self) -> None:
+        """Housekeeping before a rollup run."""
+
     def top(self) -> int:
         """The highest committed position (whatever may still be in flight below)."""
 

@@ -89,6 +89,12 @@ class ClickHouseEventStore:
         top = EventBatch.objects.filter(state=EventBatch.State.COMMITTED).aggregate(top=Max("id"))
         return top["top"] or 0
 
+    def tidy(self) -> None:
+        """Delete what aborted batches left, and ledger keys past the window."""
+        abandon_stale()
+        purge_abandoned()
+        prune_ledger()
+
     def waiting(self, after: int, limit: int) -> int:
         """Events in committed batches past `after` (counted from the batches)."""
         waiting = EventBatch.objects.filter(id__gt=after, state=EventBatch.State.COMMITTED)
@@ -116,43 +122,53 @@ class ClickHouseEventStore:
         )
         return [stored_event(row) for row in rows]
 
-    def records(self, query, limit: int) -> list[StoredEvent]:
-        """A page of usage records (metering.records.RecordQuery), newest first."""
-        where, params = (
-            ["NOT has({excluded:Array(UInt64)}, batch)"],
-            {"excluded": excluded_batches()},
-        )
-        if query.tenant_ids is not None:
-            where.append("has({tenants:Array(UInt64)}, tenant_id)")
-            params["tenants"] = query.tenant_ids
-        if query.meter_ids is not None:
-            where.append("has({meters:Array(UInt64)}, meter_id)")
-            params["meters"] = query.meter_ids
-        if query.source:
-            where.append("source = {source:String}")
-            params["source"] = query.source
-        bounds = [("start", ">=", query.start), ("end", "<", query.end),
-                  ("end_inclusive", "<=", query.end_inclusive)]  # fmt: skip
-        for name, op, moment in bounds:
-            if moment is not None:
-                where.append(f"occurred_at {op} {{{name}:DateTime64(6, 'UTC')}}")
-                params[name] = naive(moment)
-        if query.before is not None:
-            occurred, batch, tenant_id, event_id = query.before
-            where.append(
-                "(occurred_at, batch, tenant_id, event_id) < ({c_at:DateTime64(6, 'UTC')}, "
-                "{c_batch:UInt64}, {c_tenant:UInt64}, {c_event:String})"
-            )
-            params.update(c_at=naive(occurred), c_batch=batch, c_tenant=tenant_id, c_event=event_id)
+    def records(self, query, limit: int, offset: int = 0, order: str = "") -> list[StoredEvent]:
+        """A page of usage records (metering.records.RecordQuery), newest first or
+        in `order` (ClickHouse ORDER BY terms, which may name the query's params)."""
+        where, params = record_conditions(query)
+        order = order or "occurred_at DESC, batch DESC, tenant_id DESC, event_id DESC"
         rows = client.rows(
             f"SELECT event_id, tenant_id, meter_id, quantity, occurred_at, received_at, source, "
             f"dimension, attributes, batch FROM {events_table()} FINAL "
-            f"WHERE {' AND '.join(where)} "
-            "ORDER BY occurred_at DESC, batch DESC, tenant_id DESC, event_id DESC "
-            f"LIMIT {int(limit)}",
-            params,
+            f"WHERE {' AND '.join(where)} ORDER BY {order} "
+            f"LIMIT {int(limit)} OFFSET {int(offset)}",
+            {**params, **query.order_params},
         )
         return [stored_event(row) for row in rows]
+
+    def count_records(self, query) -> int:
+        where, params = record_conditions(query)
+        sql = f"SELECT count() FROM {events_table()} FINAL WHERE {' AND '.join(where)}"
+        return client.rows(sql, params)[0][0]
+
+
+def record_conditions(query) -> tuple[list[str], dict]:
+    """ClickHouse conditions and parameters selecting a RecordQuery's events."""
+    where = ["NOT has({excluded:Array(UInt64)}, batch)"]
+    params: dict = {"excluded": excluded_batches()}
+    if query.tenant_ids is not None:
+        where.append("has({tenants:Array(UInt64)}, tenant_id)")
+        params["tenants"] = query.tenant_ids
+    if query.meter_ids is not None:
+        where.append("has({meters:Array(UInt64)}, meter_id)")
+        params["meters"] = query.meter_ids
+    if query.source:
+        where.append("source = {source:String}")
+        params["source"] = query.source
+    bounds = [("start", ">=", query.start), ("end", "<", query.end),
+              ("end_inclusive", "<=", query.end_inclusive)]  # fmt: skip
+    for name, op, moment in bounds:
+        if moment is not None:
+            where.append(f"occurred_at {op} {{{name}:DateTime64(6, 'UTC')}}")
+            params[name] = naive(moment)
+    if query.before is not None:
+        occurred, batch, tenant_id, event_id = query.before
+        where.append(
+            "(occurred_at, batch, tenant_id, event_id) < ({c_at:DateTime64(6, 'UTC')}, "
+            "{c_batch:UInt64}, {c_tenant:UInt64}, {c_event:String})"
+        )
+        params.update(c_at=naive(occurred), c_batch=batch, c_tenant=tenant_id, c_event=event_id)
+    return where, params
 
 
 def naive(moment):

@@ -58,6 +58,9 @@ class OrmEventStore:
             )
         ]  # fmt: skip
 
+    def tidy(self) -> None:
+        """Nothing to tidy: the table's transaction leaves nothing behind."""
+
     def waiting(self, after: int, limit: int) -> int:
         """Events past `after`, counted up to `limit` (a short primary-key range scan;
         ids have gaps, so their difference would overcount)."""

@@ -111,9 +111,7 @@ def test_a_stray_duplicate_row_is_never_counted(world):
     assert calls_used(world) == before
 
 
-def test_a_batch_that_fails_after_its_insert_is_left_out_and_can_be_sent_again(
-    world, monkeypatch
-):
+def test_a_batch_that_fails_after_its_insert_is_left_out_and_can_be_sent_again(world, monkeypatch):
     from metering.stores import clickhouse as store
 
     send(calls(2, prefix="ok"))
