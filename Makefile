@@ -27,14 +27,15 @@ install-dev: $(VENV)/.installed-dev
 
 # The ClickHouse event store's client and embedded engine (a large download):
 # installed only when USAGE_EVENT_STORE=clickhouse asks for it.
-$(VENV)/.installed-clickhouse: pyproject.toml | $(VENV)/.installed-dev
-	$(PY) -m pip install --quiet -e ".[dev,clickhouse]"
+$(VENV)/.installed-clickhouse: pyproject.toml | $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[clickhouse]"
 	touch $@
 
 CLICKHOUSE_DEPS := $(if $(filter clickhouse,$(USAGE_EVENT_STORE)),$(VENV)/.installed-clickhouse)
 
-migrate: install
+migrate: install $(CLICKHOUSE_DEPS)
 	$(PY) manage.py migrate --noinput
+	$(if $(CLICKHOUSE_DEPS),$(PY) manage.py ch_migrate)
 
 demo: migrate
 	$(PY) manage.py seed_demo --if-empty --url http://$(HOST):$(PORT)/

@@ -2,11 +2,12 @@
 
 import json
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from accounts.models import Tenant
 from accounts.scoped_admin import TenantScopedAdminMixin
 from metering.models import Meter, UsageEvent
+from metering.stores import uses_clickhouse
 
 
 @admin.register(Meter)
@@ -75,6 +76,15 @@ class UsageEventAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def changelist_view(self, request, extra_context=None):
+        if uses_clickhouse():
+            messages.info(
+                request,
+                "Usage events are stored in ClickHouse, not listed here: read them on a "
+                "tenant's records page or through /api/v1/events/.",
+            )
+        return super().changelist_view(request, extra_context)
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()

@@ -18,3 +18,11 @@ def stored_event(**match) -> StoredEvent:
     found = stored_events(**match)
     assert len(found) == 1, f"{len(found)} stored events match {match}"
     return found[0]
+
+
+def relational_only(reason: str):
+    """Skip a test of the relational event table's own behaviour in ClickHouse mode."""
+    import pytest
+    from django.conf import settings
+
+    return pytest.mark.skipif(settings.USAGE_EVENT_STORE == "clickhouse", reason=reason)

@@ -28,6 +28,9 @@ class EventStore(Protocol):
     def watermark(self, grace) -> int:
         """The highest position every event at or below which is committed."""
 
+    def holds_events(self, **match) -> bool:
+        """Whether any event (of `meter_id`, if given) is stored."""
+
     def tidy(self) -> None:
         """Housekeeping before a rollup run."""
 

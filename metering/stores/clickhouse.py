@@ -89,6 +89,18 @@ class ClickHouseEventStore:
         top = EventBatch.objects.filter(state=EventBatch.State.COMMITTED).aggregate(top=Max("id"))
         return top["top"] or 0
 
+    def holds_events(self, **match) -> bool:
+        """Whether any event (of `meter_id`, if given) is stored."""
+        where, params = (
+            ["NOT has({excluded:Array(UInt64)}, batch)"],
+            {"excluded": excluded_batches()},
+        )
+        if "meter_id" in match:
+            where.append("meter_id = {meter_id:UInt64}")
+            params["meter_id"] = match["meter_id"]
+        sql = f"SELECT 1 FROM {events_table()} WHERE {' AND '.join(where)} LIMIT 1"
+        return bool(client.rows(sql, params))
+
     def tidy(self) -> None:
         """Delete what aborted batches left, and ledger keys past the window."""
         abandon_stale()

@@ -58,6 +58,10 @@ class OrmEventStore:
             )
         ]  # fmt: skip
 
+    def holds_events(self, **match) -> bool:
+        """Whether any event (of `meter_id`, if given) is stored."""
+        return UsageEvent.objects.filter(**match).exists()
+
     def tidy(self) -> None:
         """Nothing to tidy: the table's transaction leaves nothing behind."""
 

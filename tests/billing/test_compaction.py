@@ -21,6 +21,7 @@ from metering.ingestion import committed_ceiling, ingest_events
 from metering.models import UsageEvent
 from tests.billing.conftest import billing_table, rollup, send
 from tests.billing.oracle import brute_force, summary_as_dict
+from tests.stored import relational_only
 
 EMAIL = {"tenant": "agent-a", "meter": "emails", "quantity": 1}
 
@@ -125,6 +126,7 @@ def test_an_older_run_never_overwrites_a_day_a_newer_run_wrote(world):
     assert got[("emails", None)] == (Decimal(3), 3)
 
 
+@relational_only("event ids in flight; batches in flight: tests/metering/test_clickhouse_store")
 @pytest.mark.django_db(transaction=True)
 def test_the_watermark_never_passes_an_insert_in_flight(world):
     """An ingestion holding its transaction open: the ceiling stays below its ids

@@ -18,6 +18,9 @@ from django.utils import timezone
 from billing.usage import usage_summary
 from metering.models import Meter, UsageEvent
 from tests.billing.conftest import rollup
+from tests.stored import relational_only
+
+pytestmark = relational_only("the relational event table's query plan")
 
 EVENTS = 20_000
 

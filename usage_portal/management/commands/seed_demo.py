@@ -18,7 +18,7 @@ from accounts.models import Tenant
 from billing.demo import load_demo_billing
 from billing.usage.rollup import run_rollup
 from metering.demo import DAYS, load_demo_usage
-from metering.models import UsageEvent
+from metering.stores import event_store
 
 PORTAL_URL = "http://127.0.0.1:8000/"
 
@@ -71,7 +71,7 @@ class Command(BaseCommand):
         self.print_logins(users, url)
 
     def load_usage(self, days: int, no_progress: bool):
-        if UsageEvent.objects.filter(event_id__startswith="demo-").exists():
+        if event_store().holds_events():
             self.stdout.write("Demo usage already loaded.")
             return
         started = time.monotonic()
