@@ -11,9 +11,10 @@ billing rows.
 Then, as a superuser and as a reseller's manager (the test client through the
 real URL conf and middleware), it times every admin changelist of the registry —
 the first page in its default order, the first choice of each of its list
-filters, and a search when it has search fields — and every list route under
-/api/v1/ the URL resolver knows, with its required parameters and a typical
-filter. Each request is asked once to warm up and count its queries, then
+filters (every choice of a meter or category filter), and a search when it has
+search fields — and every list route under /api/v1/ the URL resolver knows, with
+its required parameters and a typical filter (every meter and category where the
+route filters by them). Each request is asked once to warm up and count its queries, then
 `--repeat` times (once when the warm-up took over ten times the target); the
 table prints p50, p95 and the number of timed requests, slowest first.
 
@@ -47,7 +48,7 @@ from billing.demo import load_demo_billing
 from billing.models import DailyUsage, Statement
 from billing.usage.rollup import run_rollup
 from billing.usage.runs import all_event_days
-from metering.models import UsageEvent
+from metering.models import Meter, UsageEvent
 
 TREE = {"resellers": 6, "orgs_per_reseller": 10, "agents_per_org": 10}
 TARGET_MS = 500
@@ -57,23 +58,51 @@ ORGANIZATION = "r0-o1"
 SEARCH = ORGANIZATION
 # API routes that are not lists of anything (the same reasons as the route isolation test).
 NOT_LISTS = {"api:root", "api:auth-token"}
+# Admin list filters (field path, or a simple filter's parameter) timed at every
+# choice, not only the first: a meter's share of the events, a sixth of the table or
+# none, decides a filtered list's plan, and a meter nobody sends once made
+# PostgreSQL read every event (58 s at 10M; docs/benchmarks.md, "On PostgreSQL").
+METER_FILTERS = {"meter", "meter__category", "category"}
+
+
+def meter_filters() -> list[dict]:
+    """Every meter of the catalog, then every category, as query parameters: the
+    same reason as METER_FILTERS, for the API."""
+    codes = Meter.objects.order_by("code").values_list("code", flat=True)
+    return [{"meter": code} for code in codes] + [
+        {"category": category} for category in Meter.Category.values
+    ]
 
 
 def api_params(month: str) -> dict[str, list[dict]]:
     """Query parameters per API route: the required ones, then typical filters. A
     route missing here is asked bare; one that then answers 400 stops the bench."""
+    by_meter = meter_filters()
     return {
         "api:tenant-list": [{}, {"kind": "agent"}],
-        "api:event-list": [{}, {"tenant": ORGANIZATION}, {"meter": "call_minutes"}],
-        "api:usage": [{"tenant": RESELLER}, {"tenant": RESELLER, "group_by": "day"}],
+        "api:event-list": [{}, {"tenant": ORGANIZATION}, *by_meter],
+        "api:usage": [
+            {"tenant": RESELLER},
+            {"tenant": RESELLER, "group_by": "day"},
+            *({"tenant": RESELLER, **query} for query in by_meter),
+        ],
         "api:meter-list": [{}],
         "api:plan-list": [{}, {"owner": RESELLER}],
         "api:subscription-list": [{}, {"tenant": ORGANIZATION}],
         "api:statement-list": [{}, {"within": RESELLER}, {"period": month}],
         "api:margin": [{"tenant": RESELLER}],
         "api:alert-list": [{}, {"tenant": RESELLER}],
-        "api:entitlements": [{"tenant": ORGANIZATION, "meter": "call_minutes"}],
+        # Its meter is required, not a filter, but it is answered from that meter's usage.
+        "api:entitlements": [
+            {"tenant": ORGANIZATION, **query} for query in by_meter if "meter" in query
+        ],
     }
+
+
+def idle_meters() -> list[str]:
+    """Meters without a single event (the bench's events use six of the catalog's):
+    the filter choices that must answer at once however large the table."""
+    return [meter.code for meter in Meter.objects.order_by("code") if not meter.events.exists()]
 
 
 def loaded(events: int) -> bool:
@@ -147,9 +176,18 @@ def timed(client: Client, url: str, repeat: int) -> tuple[list[float], int] | No
     return timings, queries
 
 
+def filter_choices(spec, changelist) -> list[dict]:
+    """The choices of one list filter to time: every one of a meter or category
+    filter (METER_FILTERS), the first of any other."""
+    path = getattr(spec, "field_path", None) or getattr(spec, "parameter_name", "")
+    choices = [c for c in spec.choices(changelist) if not c["selected"]]
+    return choices if path in METER_FILTERS else choices[:1]
+
+
 def admin_pages(user):
     """(label, url) of each changelist: first page, the first choice of each list
-    filter, a search. Read from the changelist's own filters."""
+    filter (every choice of a meter or category filter), a search. Read from the
+    changelist's own filters."""
     registry = sorted(admin.site._registry.items(), key=lambda item: item[0]._meta.label)
     for model, model_admin in registry:
         opts = model._meta
@@ -160,8 +198,7 @@ def admin_pages(user):
         request.user = user
         changelist = model_admin.get_changelist_instance(request)
         for spec in changelist.filter_specs:
-            choice = next((c for c in spec.choices(changelist) if not c["selected"]), None)
-            if choice is not None:
+            for choice in filter_choices(spec, changelist):
                 yield f"{label}: {spec.title} = {choice['display']}", url + choice["query_string"]
         if model_admin.search_fields:
             yield f"{label}: search {SEARCH!r}", f"{url}?{urlencode({'q': SEARCH})}"
@@ -217,6 +254,10 @@ def main():
           f"{DailyUsage.objects.count():,} billing rows, {Statement.objects.count():,} "
           f"statements, {Tenant.objects.count():,} tenants; {args.repeat} timed requests "
           "each after a warm-up", flush=True)  # fmt: skip
+    idle = idle_meters()
+    if not idle:
+        raise SystemExit("every meter has events: no filter choice would time one without")
+    print(f"meters without events, in every meter filter: {', '.join(idle)}", flush=True)
     results = []
     for who, user in bench_users().items():
         client = Client()
