@@ -160,10 +160,19 @@ def member_values_sql(
 
 
 def stage(table: str, columns: str, rows: list[tuple]) -> None:
-    """Rows into a temporary table of this connection, replacing what it held.
+    """Rows into a temporary table of this connection, replacing what it held."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        cursor.execute(f"CREATE TEMPORARY TABLE {table} ({columns})")
+    insert_rows(table, rows)
+
+
+def insert_rows(target: str, rows: list[tuple]) -> None:
+    """Rows read from ClickHouse into `target` (a table of this database, or a
+    table and its column list), a few hundred a statement.
 
     Dates and decimals go as the relational store's own SQL would write them:
-    the staged rows then compare and sum like the event table's."""
+    the rows then compare and sum like the event table's."""
     ops = connection.ops
     adapted = [
         tuple(
@@ -173,17 +182,16 @@ def stage(table: str, columns: str, rows: list[tuple]) -> None:
         )
         for row in rows
     ]  # fmt: skip
+    if not adapted:
+        return
+    marks = "(" + ", ".join(["%s"] * len(adapted[0])) + ")"
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {table}")
-        cursor.execute(f"CREATE TEMPORARY TABLE {table} ({columns})")
-        if adapted:
-            marks = "(" + ", ".join(["%s"] * len(adapted[0])) + ")"
-            for start in range(0, len(adapted), 500):
-                chunk = adapted[start : start + 500]
-                cursor.execute(
-                    f"INSERT INTO {table} VALUES {', '.join([marks] * len(chunk))}",
-                    [v for row in chunk for v in row],
-                )
+        for start in range(0, len(adapted), 500):
+            chunk = adapted[start : start + 500]
+            cursor.execute(
+                f"INSERT INTO {target} VALUES {', '.join([marks] * len(chunk))}",
+                [v for row in chunk for v in row],
+            )
 
 
 # -- distinct values of a day ---------------------------------------------------------
