@@ -290,12 +290,6 @@ def tail_rows(query) -> list:
     conditions = Conditions().period(query.start, query.end)
     conditions.add("batch > {watermark:UInt64}", watermark=query.watermark)
     conditions.add("has({meters:Array(UInt64)}, meter_id)", meters=list(query.meter_ids))
-    members = dict(
-        Tenant.objects.filter(
-            tree_id=query.tenant.tree_id, lft__gte=query.tenant.lft, lft__lte=query.tenant.rght
-        ).values_list("pk", "lft")
-    )
-    conditions.add("has({tenants:Array(UInt64)}, tenant_id)", tenants=list(members))
     filters = query.filters
     if filters.source:
         conditions.add("source = {source:String}", source=filters.source)
@@ -310,6 +304,10 @@ def tail_rows(query) -> list:
         conditions.add(
             "NOT (toDate(occurred_at) = {day:Date} AND batch <= {mark:UInt64})", day=day, mark=mark
         )
+    members = tail_members(query.tenant, conditions)
+    if not members:
+        return []
+    conditions.add("has({tenants:Array(UInt64)}, tenant_id)", tenants=list(members))
     row_field = query.grouping.row_field
     source = "source" if row_field == "source" else "''"
     dimension = "dimension" if row_field == "dimension" else "''"
@@ -330,3 +328,26 @@ def tail_rows(query) -> list:
         cell[0] += to_decimal(quantity)
         cell[1] += n
     return [TailRow(*key, quantity, n) for key, (quantity, n) in sums.items()]
+
+
+def tail_members(tenant: Tenant, conditions: Conditions) -> dict[int, int]:
+    """The members of `tenant`'s subtree (id: lft) that have events matching
+    `conditions` (the tail's).
+
+    The tail's tenants are read first: a partner's subtree holds thousands of
+    tenants, and binding all their ids into the tail's read cost several times
+    the read itself (23 ms against 3 for 10,511 ids, the batch index finding no
+    tail), while the tail, a few batches past the watermark, has few tenants.
+    No FINAL: a duplicate does not change which tenants have events."""
+    present = {
+        tenant_id
+        for (tenant_id,) in read(
+            f"SELECT DISTINCT tenant_id FROM {events_table()} WHERE {conditions.sql()}", conditions
+        )
+    }
+    if not present:
+        return {}
+    subtree = Tenant.objects.filter(
+        tree_id=tenant.tree_id, lft__gte=tenant.lft, lft__lte=tenant.rght
+    ).values_list("pk", "lft")
+    return {pk: lft for pk, lft in subtree if pk in present}
