@@ -3,8 +3,12 @@ generated in SQL from a fixed formula (the same rows on every run).
 
 Run a benchmark with `DATABASE_URL` pointing at a scratch database (default: a
 SQLite file under /tmp). It is flushed and reloaded: never point it at real data.
+With `--store clickhouse` the events go to an embedded ClickHouse in
+`--clickhouse-dir` (emptied too) and everything else stays in that database.
 """
 
+import argparse
+import io
 import os
 import sys
 import time
@@ -13,6 +17,33 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+# Every benchmark's event store options (its parser takes them as a parent).
+STORE_OPTIONS = argparse.ArgumentParser(add_help=False)
+STORE_OPTIONS.add_argument(
+    "--store",
+    choices=["orm", "clickhouse"],
+    default="orm",
+    help="where the events are kept: the relational event table, or ClickHouse",
+)
+STORE_OPTIONS.add_argument(
+    "--clickhouse-dir",
+    default="/tmp/usage-portal-bench-ch",
+    help="the embedded ClickHouse's data directory (--store clickhouse; emptied)",
+)
+
+
+def configure_store(argv: list[str]) -> None:
+    """The event store from the command line into the settings' environment: the
+    settings are read once, by django.setup() below, before the script parses
+    its own options."""
+    options, _ = STORE_OPTIONS.parse_known_args(argv)
+    os.environ["USAGE_EVENT_STORE"] = options.store
+    if options.store == "clickhouse":
+        os.environ["CLICKHOUSE_URL"] = f"chdb://{Path(options.clickhouse_dir).resolve()}"
+
+
+configure_store(sys.argv[1:])
 os.environ.setdefault("DATABASE_URL", "sqlite:////tmp/usage-portal-bench.sqlite3")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "usage_portal.settings")
 os.environ.setdefault("DJANGO_LOG_LEVEL", "WARNING")
@@ -25,7 +56,10 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
 from accounts.models import Tenant  # noqa: E402
-from metering.models import Meter  # noqa: E402
+from metering.clickhouse import EVENTS_TABLE, client, database, events_table  # noqa: E402
+from metering.models import EventBatch, Meter, UsageEvent  # noqa: E402
+from metering.stores import uses_clickhouse  # noqa: E402
+from metering.stores.clickhouse import open_batch  # noqa: E402
 
 DAYS = 45
 # Meters the generator spreads events over, with relative weights and dimension values.
@@ -48,7 +82,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores, {cpu}, {connection.vendor} {database_version()}"
+    described = f"{os.cpu_count()} cores, {cpu}, {connection.vendor} {database_version()}"
+    if uses_clickhouse():
+        ((version,),) = client.rows("SELECT version()")
+        described += f", events in ClickHouse {version} (embedded, chdb)"
+    return described
 
 
 def database_version() -> str:
@@ -69,6 +107,9 @@ def fresh_database() -> None:
     for row in catalog_rows():
         code = row.pop("code")
         Meter.objects.update_or_create(code=code, defaults=row)
+    if uses_clickhouse():
+        call_command("ch_migrate", stdout=io.StringIO())
+        client.command(f"TRUNCATE TABLE {events_table()}")
 
 
 def build_tree(resellers: int, orgs_per_reseller: int, agents_per_org: int) -> list[int]:
@@ -94,12 +135,24 @@ def build_tree(resellers: int, orgs_per_reseller: int, agents_per_org: int) -> l
     return list(Tenant.objects.filter(kind="agent").order_by("id").values_list("id", flat=True))
 
 
+def meter_slots() -> list[tuple[int, str, int]]:
+    """(meter id, its dimension values joined by '|', their number), each meter
+    repeated as often as its weight in MIX: event i takes slot (i * 40503) mod slots."""
+    meters = dict(Meter.objects.values_list("code", "id"))
+    slots = []
+    for code, weight, dims in MIX:
+        slots += [(meters[code], "|".join(dims), len(dims))] * weight
+    return slots
+
+
 def load_events(count: int, agent_ids: list[int], end: datetime, start_at: int = 0) -> float:
     """Insert `count` events numbered from `start_at` in one SQL statement; returns seconds.
 
     Row i gets its agent, meter, dimension, quantity and time from fixed hashes
-    of i, so the same count always gives the same rows.
+    of i, so the same count always gives the same rows, in either store.
     """
+    if uses_clickhouse():
+        return load_clickhouse_events(count, agent_ids, end, start_at)
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS bench_agent")
         cursor.execute("DROP TABLE IF EXISTS bench_meter")
@@ -109,10 +162,7 @@ def load_events(count: int, agent_ids: list[int], end: datetime, start_at: int =
             "CREATE TABLE bench_meter (idx integer primary key, meter_id bigint, dims text, "
             "ndims integer)"
         )
-        slots = []
-        meters = dict(Meter.objects.values_list("code", "id"))
-        for code, weight, dims in MIX:
-            slots += [(meters[code], "|".join(dims), len(dims))] * weight
+        slots = meter_slots()
         cursor.executemany(
             "INSERT INTO bench_meter VALUES (%s, %s, %s, %s)",
             [(i, *slot) for i, slot in enumerate(slots)],
@@ -140,6 +190,116 @@ def load_events(count: int, agent_ids: list[int], end: datetime, start_at: int =
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
     return elapsed
+
+
+# Events per batch of a ClickHouse load: each batch is one step of the rollup's
+# watermark there, as an ingested batch is.
+CLICKHOUSE_BATCH = 1_000_000
+
+
+def load_clickhouse_events(count: int, agent_ids: list[int], end: datetime, start_at: int) -> float:
+    """insert_sql's rows, generated inside ClickHouse from the same formula, in
+    committed batches of CLICKHOUSE_BATCH events; returns seconds.
+
+    The idempotency ledger (EventKey) stays empty: nothing here ingests, and
+    no timed read looks at it."""
+    slots = meter_slots()
+    params = {
+        "agents": agent_ids,
+        "meters": [meter for meter, _, _ in slots],
+        "dims": [dims.split("|") for _, dims, _ in slots],
+        "span": DAYS * 86400 - 1,
+        "base": (end - timedelta(days=DAYS)).astimezone(UTC).replace(tzinfo=None),
+    }
+    started = time.monotonic()
+    last = start_at + count
+    for first in range(start_at + 1, last + 1, CLICKHOUSE_BATCH):
+        events = min(CLICKHOUSE_BATCH, last + 1 - first)
+        batch = open_batch()
+        client.command(
+            clickhouse_insert_sql(), {**params, "first": first, "count": events, "batch": batch}
+        )
+        commit_batch(batch, events)
+    return time.monotonic() - started
+
+
+def clickhouse_insert_sql() -> str:
+    """insert_sql's formula in ClickHouse, over the numbers first … first + count - 1."""
+    return f"""
+    INSERT INTO {events_table()} (tenant_id, event_id, meter_id, quantity, occurred_at,
+        received_at, source, dimension, attributes, batch, position)
+    WITH {{agents:Array(UInt64)}} AS agents, {{meters:Array(UInt64)}} AS meters,
+        {{dims:Array(Array(String))}} AS dims, i * 40503 % length(meters) + 1 AS slot,
+        addSeconds({{base:DateTime64(6, 'UTC')}}, i * 104729 % {{span:UInt32}}) AS at
+    SELECT agents[i * 2654435761 % length(agents) + 1], concat('b-', toString(i)),
+        meters[slot], toDecimal64(i * 7919 % 100000, 6) / 1000, at, at,
+        ['api', 'user', 'service'][i % 3 + 1], dims[slot][intDiv(i, 7) % length(dims[slot]) + 1],
+        '{{}}', {{batch:UInt64}}, i - {{first:UInt64}}
+    FROM (SELECT number AS i FROM numbers({{first:UInt64}}, {{count:UInt64}}))
+    """
+
+
+def commit_batch(batch: int, events: int) -> None:
+    """Commit a batch whose events were written straight into ClickHouse, as the
+    store commits an ingested one: the watermark then covers them."""
+    EventBatch.objects.filter(pk=batch).update(state=EventBatch.State.COMMITTED, events=events)
+
+
+EVENT_COLUMNS = [
+    "event_id", "tenant_id", "meter_id", "quantity", "occurred_at", "received_at", "source",
+    "dimension", "attributes",
+]  # fmt: skip
+
+
+def insert_events(rows: list[tuple]) -> None:
+    """Rows of EVENT_COLUMNS (aware datetimes, attributes as JSON text) straight
+    into the store's table; in ClickHouse as one committed batch."""
+    if uses_clickhouse():
+        batch = open_batch()
+        client.insert(
+            events_table(),
+            [[*row, batch, position] for position, row in enumerate(rows)],
+            [*EVENT_COLUMNS, "batch", "position"],
+        )
+        commit_batch(batch, len(rows))
+        return
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {UsageEvent._meta.db_table} ({', '.join(EVENT_COLUMNS)}) "
+            f"VALUES ({', '.join(['%s'] * len(EVENT_COLUMNS))})",
+            [(*row[:4], adapt(row[4]), adapt(row[5]), *row[6:]) for row in rows],
+        )
+
+
+def event_storage() -> str:
+    """The stored events' size on disk (with the table's indexes), to compare stores."""
+    if uses_clickhouse():
+        ((size, raw, parts),) = client.rows(
+            "SELECT sum(bytes_on_disk), sum(data_uncompressed_bytes), count() FROM system.parts "
+            "WHERE active AND database = {database:String} AND table = {table:String}",
+            {"database": database(), "table": EVENTS_TABLE},
+        )
+        return (
+            f"ClickHouse events table {mib(size)} on disk ({mib(raw)} uncompressed), "
+            f"{parts} active parts"
+        )
+    table = UsageEvent._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                "SELECT SUM(pgsize) FROM dbstat WHERE name IN "
+                "(SELECT name FROM sqlite_master WHERE tbl_name = %s)",
+                [table],
+            )
+        else:
+            cursor.execute("SELECT pg_total_relation_size(%s)", [table])
+        size = cursor.fetchone()[0]
+    return f"{connection.vendor} event table with its indexes {mib(size)}"
+
+
+def mib(size: int) -> str:
+    return f"{size / 2**20:,.1f} MiB"
 
 
 def secondary_indexes(cursor) -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@
 event volumes, after a rollup.
 
     python bench/usage_query.py [--small 1000000] [--large 10000000] [--repeat 40]
+        [--store orm|clickhouse] [--clickhouse-dir DIR]
 
 Targets: p95 <= 100 ms, and p95 at the large volume <= 1.2x the small one (the
 cost must not grow with raw events). Active users (a unique_count meter) are a
@@ -13,8 +14,17 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-from benchdata import DAYS, build_tree, fresh_database, load_events, machine, percentile
-from django.db import connection
+from benchdata import (
+    DAYS,
+    STORE_OPTIONS,
+    build_tree,
+    event_storage,
+    fresh_database,
+    insert_events,
+    load_events,
+    machine,
+    percentile,
+)
 
 from accounts.models import Tenant
 from billing.usage import UsageFilters, usage_summary
@@ -31,18 +41,11 @@ def load_active_users(end: datetime) -> int:
     rows = []
     for day in range(DAYS):
         at = (end - timedelta(days=day, hours=10)).astimezone(UTC)
-        stamp = connection.ops.adapt_datetimefield_value(at)
         for org in orgs:
             for user in range(USERS_PER_ORG):
-                rows.append((f"au-{org}-{day}-{user}", org, meter, 1, stamp, stamp, "user", "",
+                rows.append((f"au-{org}-{day}-{user}", org, meter, 1, at, at, "user", "",
                              json.dumps({"user_id": f"u{user}"})))  # fmt: skip
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            "INSERT INTO metering_usageevent (event_id, tenant_id, meter_id, quantity, "
-            "occurred_at, received_at, source, dimension, attributes) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            rows,
-        )
+    insert_events(rows)
     return len(rows)
 
 
@@ -57,7 +60,8 @@ def time_summaries(partner, start, end, repeat: int, filters=None) -> list[float
 
 
 def measure(volume: int, loaded: int, agents, end, repeat) -> dict:
-    load_events(volume - loaded, agents, end, start_at=loaded)
+    load_seconds = load_events(volume - loaded, agents, end, start_at=loaded)
+    storage = event_storage()
     started = time.monotonic()
     run_rollup(days=all_event_days(), grace=timedelta(0))
     rollup_seconds = time.monotonic() - started
@@ -70,6 +74,9 @@ def measure(volume: int, loaded: int, agents, end, repeat) -> dict:
     )
     return {
         "events": volume,
+        "added": volume - loaded,
+        "load_s": load_seconds,
+        "storage": storage,
         "rollup_s": rollup_seconds,
         "p50": percentile(everything, 50),
         "p95": percentile(everything, 95),
@@ -78,7 +85,7 @@ def measure(volume: int, loaded: int, agents, end, repeat) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(parents=[STORE_OPTIONS])
     parser.add_argument("--small", type=int, default=1_000_000)
     parser.add_argument("--large", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=40)
@@ -97,7 +104,9 @@ def main():
         loaded = volume
         results.append(result)
         print(
-            f"{volume:>12,} events: rollup {result['rollup_s']:.1f} s; partner 30-day summary "
+            f"{volume:>12,} events: loaded in {result['load_s']:.1f} s "
+            f"({result['added']:,} added; {result['storage']}); "
+            f"rollup {result['rollup_s']:.1f} s; partner 30-day summary "
             f"p50 {result['p50']:.1f} ms, p95 {result['p95']:.1f} ms "
             f"(without unique_count meters: p95 {result['p95_without_unique']:.1f} ms)"
         )

@@ -160,10 +160,19 @@ def member_values_sql(
 
 
 def stage(table: str, columns: str, rows: list[tuple]) -> None:
-    """Rows into a temporary table of this connection, replacing what it held.
+    """Rows into a temporary table of this connection, replacing what it held."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        cursor.execute(f"CREATE TEMPORARY TABLE {table} ({columns})")
+    insert_rows(table, rows)
+
+
+def insert_rows(target: str, rows: list[tuple]) -> None:
+    """Rows read from ClickHouse into `target` (a table of this database, or a
+    table and its column list), a few hundred a statement.
 
     Dates and decimals go as the relational store's own SQL would write them:
-    the staged rows then compare and sum like the event table's."""
+    the rows then compare and sum like the event table's."""
     ops = connection.ops
     adapted = [
         tuple(
@@ -173,17 +182,16 @@ def stage(table: str, columns: str, rows: list[tuple]) -> None:
         )
         for row in rows
     ]  # fmt: skip
+    if not adapted:
+        return
+    marks = "(" + ", ".join(["%s"] * len(adapted[0])) + ")"
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {table}")
-        cursor.execute(f"CREATE TEMPORARY TABLE {table} ({columns})")
-        if adapted:
-            marks = "(" + ", ".join(["%s"] * len(adapted[0])) + ")"
-            for start in range(0, len(adapted), 500):
-                chunk = adapted[start : start + 500]
-                cursor.execute(
-                    f"INSERT INTO {table} VALUES {', '.join([marks] * len(chunk))}",
-                    [v for row in chunk for v in row],
-                )
+        for start in range(0, len(adapted), 500):
+            chunk = adapted[start : start + 500]
+            cursor.execute(
+                f"INSERT INTO {target} VALUES {', '.join([marks] * len(chunk))}",
+                [v for row in chunk for v in row],
+            )
 
 
 # -- distinct values of a day ---------------------------------------------------------
@@ -282,12 +290,6 @@ def tail_rows(query) -> list:
     conditions = Conditions().period(query.start, query.end)
     conditions.add("batch > {watermark:UInt64}", watermark=query.watermark)
     conditions.add("has({meters:Array(UInt64)}, meter_id)", meters=list(query.meter_ids))
-    members = dict(
-        Tenant.objects.filter(
-            tree_id=query.tenant.tree_id, lft__gte=query.tenant.lft, lft__lte=query.tenant.rght
-        ).values_list("pk", "lft")
-    )
-    conditions.add("has({tenants:Array(UInt64)}, tenant_id)", tenants=list(members))
     filters = query.filters
     if filters.source:
         conditions.add("source = {source:String}", source=filters.source)
@@ -302,6 +304,10 @@ def tail_rows(query) -> list:
         conditions.add(
             "NOT (toDate(occurred_at) = {day:Date} AND batch <= {mark:UInt64})", day=day, mark=mark
         )
+    members = tail_members(query.tenant, conditions)
+    if not members:
+        return []
+    conditions.add("has({tenants:Array(UInt64)}, tenant_id)", tenants=list(members))
     row_field = query.grouping.row_field
     source = "source" if row_field == "source" else "''"
     dimension = "dimension" if row_field == "dimension" else "''"
@@ -322,3 +328,26 @@ def tail_rows(query) -> list:
         cell[0] += to_decimal(quantity)
         cell[1] += n
     return [TailRow(*key, quantity, n) for key, (quantity, n) in sums.items()]
+
+
+def tail_members(tenant: Tenant, conditions: Conditions) -> dict[int, int]:
+    """The members of `tenant`'s subtree (id: lft) that have events matching
+    `conditions` (the tail's).
+
+    The tail's tenants are read first: a partner's subtree holds thousands of
+    tenants, and binding all their ids into the tail's read cost several times
+    the read itself (23 ms against 3 for 10,511 ids, the batch index finding no
+    tail), while the tail, a few batches past the watermark, has few tenants.
+    No FINAL: a duplicate does not change which tenants have events."""
+    present = {
+        tenant_id
+        for (tenant_id,) in read(
+            f"SELECT DISTINCT tenant_id FROM {events_table()} WHERE {conditions.sql()}", conditions
+        )
+    }
+    if not present:
+        return {}
+    subtree = Tenant.objects.filter(
+        tree_id=tenant.tree_id, lft__gte=tenant.lft, lft__lte=tenant.rght
+    ).values_list("pk", "lft")
+    return {pk: lft for pk, lft in subtree if pk in present}
