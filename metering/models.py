@@ -251,3 +251,42 @@ class EventKey(models.Model):
 
     def __str__(self) -> str:
         return self.event_id
+
+
+class EventMove(models.Model):
+    """The move of a deployment's events from the relational table into ClickHouse
+    (`manage.py move_events_to_clickhouse`): one row, from its first run on, and
+    afterwards its record. The billing watermarks are translated once, when the
+    last range is moved; `finished_at` says that happened."""
+
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    events = models.BigIntegerField(default=0)
+    # The billing table's watermark before the move (an event id) and after (a batch id).
+    watermark_before = models.BigIntegerField(null=True, blank=True)
+    watermark_after = models.BigIntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"event move of {self.started_at:%Y-%m-%d}"
+
+
+class MovedRange(models.Model):
+    """Events `first_id` to `last_id` of the relational table, moved into ClickHouse
+    as one batch. Recorded with its batch before the events are sent, so a move
+    killed half way knows which batch and range to finish: the range is done
+    when its batch is committed."""
+
+    batch = models.OneToOneField(
+        EventBatch, on_delete=models.CASCADE, primary_key=True, related_name="moved_range"
+    )
+    first_id = models.BigIntegerField()
+    # Unique, and so indexed: where the move stands, and what a watermark becomes.
+    last_id = models.BigIntegerField(unique=True)
+
+    def __str__(self) -> str:
+        return f"events {self.first_id}–{self.last_id} in batch {self.batch_id}"
+
+    def token(self) -> str:
+        """The insert's deduplication token: the same for every attempt at this batch,
+        so ClickHouse drops whatever part of an earlier attempt it already stored."""
+        return f"usage-move-{self.batch_id}-{self.first_id}-{self.last_id}"

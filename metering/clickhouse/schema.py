@@ -41,6 +41,12 @@ def applied() -> set[str]:
     return {name for (name,) in client.rows(f"SELECT name FROM {database()}.{APPLIED_TABLE}")}
 
 
+def pending() -> list[str]:
+    """The migrations not applied yet (every one where none was ever applied)."""
+    done = applied() if client.command(f"EXISTS TABLE {database()}.{APPLIED_TABLE}") else set()
+    return [path.stem for path in migration_files() if path.stem not in done]
+
+
 def ensure_bookkeeping() -> None:
     client.command(f"CREATE DATABASE IF NOT EXISTS {database()} {on_cluster()}")
     client.command(

@@ -254,14 +254,16 @@ def insert_settings(batch: int) -> dict:
     return {**token, "async_insert": 1, "wait_for_async_insert": 1, "async_insert_deduplicate": 1}
 
 
-def insert_events(rows: list, batch: int) -> None:
+def insert_events(rows: list, batch: int, settings: dict | None = None) -> None:
+    """Write the rows as batch `batch`, in their order (`settings`: the insert's
+    own, insert_settings by default)."""
     data = [
         [row.tenant_id, row.event_id, row.meter_id, row.quantity, row.occurred_at,
          row.received_at, row.source, row.dimension, json.dumps(row.attributes or {}),
          batch, position]
         for position, row in enumerate(rows)
     ]  # fmt: skip
-    client.insert(events_table(), data, COLUMNS, settings=insert_settings(batch))
+    client.insert(events_table(), data, COLUMNS, settings=settings or insert_settings(batch))
 
 
 def abandon(batches: list[int]) -> None:
@@ -302,8 +304,12 @@ def purge_abandoned() -> int:
 
 
 def prune_ledger(today: date | None = None) -> int:
-    """Forget keys of days no event may be sent for any more (older than the
-    back-dating window, a day's margin for time zones)."""
+    """Forget keys of days no event may be sent for any more."""
+    return EventKey.objects.filter(Q(day__lt=ledger_start(today))).delete()[0]
+
+
+def ledger_start(today: date | None = None) -> date:
+    """The first day whose keys the ledger keeps: events may still be sent for it
+    (the back-dating window, a day's margin for time zones)."""
     today = today or timezone.now().date()
-    cutoff = today - timedelta(days=settings.USAGE_BACKDATE_DAYS + 1)
-    return EventKey.objects.filter(Q(day__lt=cutoff)).delete()[0]
+    return today - timedelta(days=settings.USAGE_BACKDATE_DAYS + 1)
