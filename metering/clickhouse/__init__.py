@@ -28,14 +28,18 @@ def events_table() -> str:
     return f"{database()}.{EVENTS_TABLE}"
 
 
-@cache
 def _client():
+    return _client_for(settings.CLICKHOUSE_URL)
+
+
+@cache
+def _client_for(url: str):
     import clickhouse_connect  # an optional dependency: `pip install .[clickhouse]`
 
-    if is_embedded():
-        return clickhouse_connect.get_client(dsn=settings.CLICKHOUSE_URL)
+    if url.startswith("chdb:"):
+        return clickhouse_connect.get_client(dsn=url)
     # No session: requests from several threads must not share one.
-    return clickhouse_connect.get_client(dsn=settings.CLICKHOUSE_URL, autogenerate_session_id=False)
+    return clickhouse_connect.get_client(dsn=url, autogenerate_session_id=False)
 
 
 class Client:

@@ -3,6 +3,7 @@
 the rollup's watermarks translated, and a move killed half way finished by the
 next run."""
 
+import importlib.util
 from datetime import UTC, datetime, time, timedelta
 from itertools import count
 
@@ -22,6 +23,11 @@ from metering.ingestion import BatchRejected, ingest_events
 from metering.models import EventBatch, EventKey, EventMove, MovedRange, UsageEvent
 from metering.stores import event_store, move
 from tests.billing.oracle import summary_as_dict
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("chdb") is None,
+    reason="the ClickHouse extra is not installed (pip install -e '.[clickhouse]')",
+)
 
 SERIAL = count()
 CHUNK = "3"
@@ -234,9 +240,7 @@ def test_a_batch_left_in_doubt_is_replaced_not_doubled(
     assert summaries(world) == before
 
 
-def test_recent_keys_go_into_the_ledger_and_a_resent_event_is_a_duplicate(
-    world, settings
-):
+def test_recent_keys_go_into_the_ledger_and_a_resent_event_is_a_duplicate(world, settings):
     old = send(("agent-a", "emails", "1", utc_day(20), {}))
     recent = send(("agent-a", "emails", "1", utc_day(1), {}), ("agent-b", "emails", "1",
                    utc_day(0), {}))  # fmt: skip

@@ -7,8 +7,12 @@ from django.db import transaction
 from django.utils import timezone
 from tqdm import tqdm
 
-from billing.usage.event_move import decisive_marks, running_rollups, straddled_marks
-from billing.usage.event_move import translate_watermarks
+from billing.usage.event_move import (
+    decisive_marks,
+    running_rollups,
+    straddled_marks,
+    translate_watermarks,
+)
 from metering.models import EventKey, EventMove
 from metering.stores import move
 from metering.stores.clickhouse import ledger_start
