@@ -49,7 +49,8 @@ def compaction_due() -> bool:
 
 def request_compaction() -> bool:
     """Queue a compaction if the tail is long and none was queued lately."""
-    if not compaction_due():
+    # One cache read spares every batch of a busy stream the count of the tail.
+    if cache.get(QUEUED_KEY) or not compaction_due():
         return False
     # cache.add is atomic (Redis SET NX; locally per cache): one queue per interval.
     if not cache.add(QUEUED_KEY, True, timeout=settings.USAGE_COMPACT_SECONDS):

@@ -13,7 +13,7 @@ from django_q.models import OrmQ
 from accounts.models import PlatformPrincipal
 from billing.models import RolledDay, RollupRun
 from billing.tasks import compact_tail
-from billing.usage import usage_summary
+from billing.usage import compaction, usage_summary
 from billing.usage.compaction import prune_compaction_runs, run_compaction, waiting_events
 from billing.usage.rollup import RollupBatch
 from billing.usage.runs import current_watermark
@@ -31,7 +31,7 @@ def queued_compactions() -> int:
 
 
 def test_a_long_tail_queues_one_compaction_per_interval(
-    world, settings, django_capture_on_commit_callbacks
+    world, settings, django_capture_on_commit_callbacks, monkeypatch
 ):
     settings.USAGE_COMPACT_EVENTS = 5
     settings.USAGE_COMPACT_SECONDS = 60
@@ -41,9 +41,12 @@ def test_a_long_tail_queues_one_compaction_per_interval(
     with django_capture_on_commit_callbacks(execute=True):
         send(*[EMAIL] * 3)
     assert queued_compactions() == 1
+    counted = []
+    monkeypatch.setattr(compaction, "waiting_events", lambda limit: counted.append(limit) or limit)
     with django_capture_on_commit_callbacks(execute=True):
         send(*[EMAIL] * 10)
     assert queued_compactions() == 1  # one per interval, however long the tail
+    assert counted == []  # and while one is queued, batches do not count the tail
 
 
 def test_compaction_is_a_rollup_that_changes_no_number(world, settings):
