@@ -21,6 +21,9 @@ from django.utils import timezone
 from accounts.models import subtrees_q
 from metering.models import Meter, UsageEvent, UsageEventQuerySet
 from tests.factories import make_tenant, make_user
+from tests.stored import relational_only
+
+pytestmark = relational_only("lists and plans over the relational event table")
 
 CHANGELIST = "/admin/metering/usageevent/"
 EVENTS = 4_000
