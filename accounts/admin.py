@@ -25,6 +25,7 @@ from accounts.services import (
     tree_write_lock,
     user_can_manage,
 )
+from accounts.signals import deletion_blockers
 from utilities.images import ACCEPTED
 
 __all__ = ["TenantScopedAdminMixin", "is_tenant_staff"]
@@ -218,6 +219,10 @@ class TenantAdmin(TenantScopedAdminMixin, DraggableMPTTAdmin):
     def save_model(self, request, obj, form, change):
         with tree_write_lock():
             super().save_model(request, obj, form, change)
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, perms_needed, [*protected, *deletion_blockers(objs)]
 
     def _move_node(self, request):
         """Refuse a drag that leaves the user's subtree or breaks the kind rules."""

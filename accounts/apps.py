@@ -6,4 +6,10 @@ class AccountsConfig(AppConfig):
     verbose_name = "Tenants and access"
 
     def ready(self):
+        from django.db.models.signals import pre_delete
+
         from accounts import brands  # noqa: F401 - connects the brand cache's receivers
+        from accounts.models import Tenant
+        from accounts.signals import refuse_blocked_deletion
+
+        pre_delete.connect(refuse_blocked_deletion, sender=Tenant, dispatch_uid="tenant-blockers")

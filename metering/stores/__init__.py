@@ -29,7 +29,7 @@ class EventStore(Protocol):
         """The highest position every event at or below which is committed."""
 
     def holds_events(self, **match) -> bool:
-        """Whether any event (of `meter_id`, if given) is stored."""
+        """Whether any event (of `meter_id` and `tenant_id`, where given) is stored."""
 
     def tidy(self) -> None:
         """Housekeeping before a rollup run."""

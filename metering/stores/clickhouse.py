@@ -90,14 +90,15 @@ class ClickHouseEventStore:
         return top["top"] or 0
 
     def holds_events(self, **match) -> bool:
-        """Whether any event (of `meter_id`, if given) is stored."""
+        """Whether any event (of `meter_id` and `tenant_id`, where given) is stored."""
         where, params = (
             ["NOT has({excluded:Array(UInt64)}, batch)"],
             {"excluded": excluded_batches()},
         )
-        if "meter_id" in match:
-            where.append("meter_id = {meter_id:UInt64}")
-            params["meter_id"] = match["meter_id"]
+        for column in ("meter_id", "tenant_id"):
+            if column in match:
+                where.append(f"{column} = {{{column}:UInt64}}")
+                params[column] = match[column]
         sql = f"SELECT 1 FROM {events_table()} WHERE {' AND '.join(where)} LIMIT 1"
         return bool(client.rows(sql, params))
 

@@ -59,7 +59,7 @@ class OrmEventStore:
         ]  # fmt: skip
 
     def holds_events(self, **match) -> bool:
-        """Whether any event (of `meter_id`, if given) is stored."""
+        """Whether any event (of `meter_id` and `tenant_id`, where given) is stored."""
         return UsageEvent.objects.filter(**match).exists()
 
     def tidy(self) -> None:
