@@ -229,7 +229,10 @@ def test_a_batch_left_in_doubt_is_replaced_not_doubled(
     left = move.pending_range().batch_id
     if meanwhile == "abandoned":
         EventBatch.objects.filter(pk=left).update(state=EventBatch.State.ABANDONED)
-
+    # The batch's rows are deleted by a mutation, which stopped merges would hold
+    # back for ever. A merge may now fold copies, yet count() still sees any that
+    # are left: the rows below must match the events exactly.
+    client.command(f"SYSTEM START MERGES {events_table()}")
     move_events()
     assert clickhouse_rows() == UsageEvent.objects.count()
     if meanwhile == "abandoned":
