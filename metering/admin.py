@@ -7,7 +7,8 @@ from django.contrib import admin, messages
 from accounts.models import Tenant
 from accounts.scoped_admin import TenantScopedAdminMixin
 from metering.models import Meter, UsageEvent
-from metering.stores import uses_clickhouse
+from metering.receivers import meter_deletion_blockers
+from metering.stores import event_store, uses_clickhouse
 
 
 @admin.register(Meter)
@@ -21,9 +22,14 @@ class MeterAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     search_fields = ("code", "name")
 
     def get_readonly_fields(self, request, obj=None):
-        if obj is not None and obj.events.exists():
+        # Events name their meter by code in the API and CSVs: it stays once used.
+        if obj is not None and event_store().holds_events(meter_id=obj.pk):
             return ("code",)
         return ()
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, perms_needed, [*protected, *meter_deletion_blockers(objs)]
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_staff

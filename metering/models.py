@@ -66,17 +66,6 @@ class Meter(models.Model):
             raise ValidationError(
                 {"unique_key": "A unique_count meter needs the attribute to count."}
             )
-        if self.pk:
-            stored = Meter.objects.filter(pk=self.pk).values_list("code", flat=True).first()
-            if stored and stored != self.code and self.has_events():
-                raise ValidationError(
-                    {"code": "This meter has recorded events; its code can no longer change."}
-                )
-
-    def has_events(self) -> bool:
-        from metering.stores import event_store  # the stores build on these models
-
-        return event_store().holds_events(meter_id=self.pk)
 
 
 class Unindexed(models.Func):

@@ -1,4 +1,7 @@
-"""What metering does when something happens elsewhere."""
+"""What metering does when something happens elsewhere, and the rules that ask
+the event store, which the models below it cannot."""
+
+from django.db.models import ProtectedError
 
 from metering.stores import event_store, uses_clickhouse
 
@@ -6,11 +9,25 @@ from metering.stores import event_store, uses_clickhouse
 def events_outside_the_database(sender, tenants, **kwargs) -> list[str]:
     """A tenant whose events are in ClickHouse stays: the event table's foreign key
     protects it only while the events are in the database."""
+    return stored_elsewhere(tenants, "tenant_id")
+
+
+def meter_deletion_blockers(meters) -> list[str]:
+    """Why these meters may not be deleted, beyond the event table's foreign key."""
+    return stored_elsewhere(meters, "meter_id")
+
+
+def refuse_meter_deletion(sender, instance, **kwargs):
+    if reasons := meter_deletion_blockers([instance]):
+        raise ProtectedError(" ".join(reasons), {instance})
+
+
+def stored_elsewhere(objects, column: str) -> list[str]:
     if not uses_clickhouse():
         return []
     store = event_store()
     return [
-        f"{tenant} has usage events in the event store."
-        for tenant in tenants
-        if store.holds_events(tenant_id=tenant.pk)
+        f"{obj} has usage events in the event store."
+        for obj in objects
+        if store.holds_events(**{column: obj.pk})
     ]

@@ -26,3 +26,12 @@ def relational_only(reason: str):
     from django.conf import settings
 
     return pytest.mark.skipif(settings.USAGE_EVENT_STORE == "clickhouse", reason=reason)
+
+
+def skip_in_clickhouse(reason: str) -> None:
+    """relational_only, from inside a fixture (marks on fixtures do nothing)."""
+    import pytest
+    from django.conf import settings
+
+    if settings.USAGE_EVENT_STORE == "clickhouse":
+        pytest.skip(reason)

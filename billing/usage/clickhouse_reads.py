@@ -281,12 +281,10 @@ def day_tail_sql(day: date, after: int, up_to: int, value_of: dict[int, str]) ->
 # -- the real-time tail of a summary ----------------------------------------------------
 
 
-def tail_rows(query) -> list:
+def tail_rows(query) -> list[tuple]:
     """TailQuery.rows from ClickHouse: the tail summed per member, meter, day (and
     source or dimension when the summary groups by it, and value for distinct
-    counts), then per the summary's groups here."""
-    from billing.usage.tail import TailRow
-
+    counts), then per the summary's groups here; tuples in TailRow's field order."""
     conditions = Conditions().period(query.start, query.end)
     conditions.add("batch > {watermark:UInt64}", watermark=query.watermark)
     conditions.add("has({meters:Array(UInt64)}, meter_id)", meters=list(query.meter_ids))
@@ -327,7 +325,7 @@ def tail_rows(query) -> list:
         cell = sums[(group, member, meter_id, day, src, dim, value)]
         cell[0] += to_decimal(quantity)
         cell[1] += n
-    return [TailRow(*key, quantity, n) for key, (quantity, n) in sums.items()]
+    return [(*key, quantity, n) for key, (quantity, n) in sums.items()]
 
 
 def tail_members(tenant: Tenant, conditions: Conditions) -> dict[int, int]:

@@ -143,7 +143,7 @@ class TailQuery:
         if not self.meter_ids:
             return []
         if uses_clickhouse():
-            return clickhouse_reads.tail_rows(self)
+            return [TailRow(*row) for row in clickhouse_reads.tail_rows(self)]
         sql, params = self.rows_sql()
         with connection.cursor() as cursor:
             cursor.execute(sql, params)

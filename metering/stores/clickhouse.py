@@ -29,15 +29,14 @@ from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
 from metering.clickhouse import client, events_table, is_embedded
-from metering.ingestion import (
+from metering.models import EventBatch, EventKey
+from metering.stores.events import IngestResult, StoredEvent
+from metering.stores.table import (
     INSERT_CHUNK,
-    IngestResult,
     announce_stored,
     committed_batch_ceiling,
     enter_ingest_gate,
 )
-from metering.models import EventBatch, EventKey
-from metering.stores.events import StoredEvent
 
 COLUMNS = [
     "tenant_id", "event_id", "meter_id", "quantity", "occurred_at", "received_at",

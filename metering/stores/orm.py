@@ -5,9 +5,9 @@ from datetime import timedelta
 from django.db.models import Max, Min
 from django.utils import timezone
 
-from metering.ingestion import committed_ceiling, count_stored_in_table, store_in_table
 from metering.models import UsageEvent
 from metering.stores.events import StoredEvent
+from metering.stores.table import committed_ceiling, count_stored_in_table, store_in_table
 
 
 class OrmEventStore:

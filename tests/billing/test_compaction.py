@@ -17,8 +17,9 @@ from billing.usage import compaction, usage_summary
 from billing.usage.compaction import prune_compaction_runs, run_compaction, waiting_events
 from billing.usage.rollup import RollupBatch
 from billing.usage.runs import current_watermark
-from metering.ingestion import committed_ceiling, ingest_events
+from metering.ingestion import ingest_events
 from metering.models import UsageEvent
+from metering.stores.table import committed_ceiling
 from tests.billing.conftest import billing_table, rollup, send
 from tests.billing.oracle import brute_force, summary_as_dict
 from tests.stored import relational_only

@@ -1,4 +1,4 @@
-"""A tenant whose usage events are stored is never deleted, in either event store:
+"""A tenant or meter whose usage events are stored is never deleted, in either event store:
 the event table's foreign key protects it, and with events in ClickHouse the
 store is asked."""
 
@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts.models import PlatformPrincipal, Tenant
 from metering.ingestion import ingest_events
+from metering.models import Meter
 from tests.factories import make_tenant
 
 
@@ -51,3 +52,23 @@ def test_a_tenant_without_events_is_deleted(world, users, login):
     assert "protected" not in client.get(delete_url(idle)).content.decode()
     client.post(delete_url(idle), {"post": "yes"})
     assert not Tenant.objects.filter(slug="idle-agent").exists()
+
+
+def meter_url(meter: Meter, action: str = "change") -> str:
+    return f"/admin/metering/meter/{meter.pk}/{action}/"
+
+
+def test_a_meter_with_events_keeps_its_code_and_is_not_deleted(world, users, login):
+    send_one(world.agent_a)
+    emails, unused = Meter.objects.get(code="emails"), Meter.objects.get(code="portals")
+    client = login(users["superuser"])
+    assert 'name="code"' not in client.get(meter_url(emails)).content.decode()
+    assert 'name="code"' in client.get(meter_url(unused)).content.decode()
+    page = client.get(meter_url(emails, "delete")).content.decode()
+    assert "would require deleting the following protected related objects" in page
+    client.post(meter_url(emails, "delete"), {"post": "yes"})
+    assert Meter.objects.filter(pk=emails.pk).exists()
+    with pytest.raises(ProtectedError), transaction.atomic():
+        emails.delete()
+    client.post(meter_url(unused, "delete"), {"post": "yes"})
+    assert not Meter.objects.filter(pk=unused.pk).exists()
