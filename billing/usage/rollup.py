@@ -312,7 +312,22 @@ def record_distinct_values(day: date, watermark: int, uniques: list[int]) -> Non
 
 def insert_distinct_tuples(cursor, tuples: list[tuple], month, bit: int) -> None:
     """(tenant, meter, source, value) tuples read from another store: the day's bit
-    ORed into their rows, as the statement over the event table does."""
+    ORed into their rows, as the statement over the event table does. On
+    PostgreSQL in one statement over four arrays (see clickhouse_reads.insert_rows
+    for what thousands of placeholders cost)."""
+    if connection.vendor == "postgresql":
+        if tuples:
+            tenants, meters, sources, values = (list(c) for c in zip(*tuples, strict=True))
+            cursor.execute(
+                "INSERT INTO billing_distinctvalue (tenant_id, meter_id, month, source, value, "
+                "days) SELECT t.tenant_id, t.meter_id, %s, t.source, t.value, %s "
+                "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[]) "
+                "AS t (tenant_id, meter_id, source, value) "
+                "ON CONFLICT (meter_id, month, tenant_id, source, value) DO UPDATE SET "
+                "days = billing_distinctvalue.days | excluded.days",
+                [month, bit, tenants, meters, sources, values],
+            )
+        return
     for start in range(0, len(tuples), 500):
         chunk = tuples[start : start + 500]
         cursor.execute(
