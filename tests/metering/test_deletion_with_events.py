@@ -72,3 +72,15 @@ def test_a_meter_with_events_keeps_its_code_and_is_not_deleted(world, users, log
         emails.delete()
     client.post(meter_url(unused, "delete"), {"post": "yes"})
     assert not Meter.objects.filter(pk=unused.pk).exists()
+
+
+def test_a_meter_with_events_keeps_its_code_when_its_form_is_sent(world, users, login):
+    send_one(world.agent_a)
+    emails = Meter.objects.get(code="emails")
+    client = login(users["superuser"])
+    form = client.get(meter_url(emails)).context["adminform"].form
+    data = {name: value for name, value in form.initial.items() if value is not None}
+    saved = client.post(meter_url(emails), {**data, "code": "mails", "name": "Mail"})
+    assert saved.status_code == 302  # the form was valid and saved
+    emails.refresh_from_db()
+    assert (emails.code, emails.name) == ("emails", "Mail")
