@@ -11,8 +11,9 @@ Loads N events (bench/benchdata.py's formula) over the usage query bench's tree
 (1 partner, 10 resellers, 500 organizations, 10,000 agents), then times pages of
 `page_size` 100 for one organization's subtree and one reseller's: the first
 page and the page after a cursor half way through the subtree's records. Each
-page is read as the records API reads it (`SELECT … FINAL`, the store's own
-query) and, for comparison, without FINAL. Then, with the projection added and
+page is read as the records API reads it (the store's own read: plain, checked
+for sort keys stored twice, FINAL only then), and, for comparison, with FINAL
+and without it. Then, with the projection added and
 built for the stored events, the same pages again (EXPLAIN says which of the
 two each reads, and how many granules). Ingestion: `--batches` inserts of
 `--batch-size` events with the projection and as many without (the store's own
@@ -74,23 +75,24 @@ def page_sql(query: RecordQuery, final: bool) -> tuple[str, dict]:
     return sql, params
 
 
-def read_page(query: RecordQuery, final: bool) -> float:
-    """Milliseconds of one page. With FINAL through the store itself, so what is
-    timed is what the API runs."""
+def read_page(query: RecordQuery, mode: str) -> float:
+    """Milliseconds of one page: `store` through the store itself (what the API
+    runs: a plain read checked for keys stored twice), `FINAL` or `no FINAL` the
+    bare query."""
     started = time.perf_counter()
-    if final:
+    if mode == "store":
         rows = ClickHouseEventStore().records(query, PAGE + 1)
     else:
-        rows = client.rows(*page_sql(query, final))
+        rows = client.rows(*page_sql(query, mode == "FINAL"))
     elapsed = (time.perf_counter() - started) * 1000
     assert len(rows) == PAGE + 1, len(rows)
     return elapsed
 
 
-def plan_reads(query: RecordQuery, final: bool) -> str:
+def plan_reads(query: RecordQuery, mode: str) -> str:
     """What EXPLAIN says the page reads: the table or the projection, and how many
     parts and granules (of 8,192 rows) of it."""
-    sql, params = page_sql(query, final)
+    sql, params = page_sql(query, mode == "FINAL")
     reads, source = [], "?"
     for (line,) in client.rows(f"EXPLAIN projections = 1, indexes = 1 {sql}", params):
         text = line.strip(" │└├─")
@@ -126,27 +128,27 @@ def scopes() -> list[tuple[str, RecordQuery, RecordQuery, int]]:
     return found
 
 
-def time_pages(label: str, repeat: int, *, finals=(True, False)) -> dict:
+def time_pages(label: str, repeat: int, *, modes=("store", "FINAL", "no FINAL")) -> dict:
     """Every scope's first and deep page, FINAL and not, interleaved `repeat`
     times after a warm-up; prints and returns the medians."""
     print(f"{label}: {parts()} active parts", flush=True)
     pages = [
-        (f"{scope}, {which}", query, final)
+        (f"{scope}, {which}", query, mode)
         for scope, first, deep, _ in SCOPES
         for which, query in (("first page", first), ("deep page", deep))
-        for final in finals
+        for mode in modes
     ]
-    timings: dict[tuple, list[float]] = {(name, final): [] for name, _, final in pages}
+    timings: dict[tuple, list[float]] = {(name, mode): [] for name, _, mode in pages}
     for _ in range(repeat + 1):  # the first round warms up
-        for name, query, final in pages:
-            timings[(name, final)].append(read_page(query, final))
+        for name, query, mode in pages:
+            timings[(name, mode)].append(read_page(query, mode))
     medians = {}
-    for name, query, final in pages:
-        values = timings[(name, final)][1:]
-        medians[(name, final)] = median(values)
+    for name, query, mode in pages:
+        values = timings[(name, mode)][1:]
+        medians[(name, mode)] = median(values)
         print(
-            f"    {name:<42} {'FINAL' if final else 'no FINAL':<8} median {median(values):8.1f} "
-            f"ms, max {max(values):8.1f} ms; reads {plan_reads(query, final)}",
+            f"    {name:<42} {mode:<8} median {median(values):8.1f} "
+            f"ms, max {max(values):8.1f} ms; reads {plan_reads(query, mode)}",
             flush=True,
         )
     return medians
@@ -288,8 +290,8 @@ def main():
     after = time_pages("with the projection (tenant_id, occurred_at)", args.repeat)
     print("speed-up with the projection (median before / after):")
     for key, value in before.items():
-        name, final = key
-        print(f"    {name:<42} {'FINAL' if final else 'no FINAL':<8} {value / after[key]:6.2f}x")
+        name, mode = key
+        print(f"    {name:<42} {mode:<8} {value / after[key]:6.2f}x")
     ingest_rounds(args.batches, args.batch_size, agents, end)
     print(f"total benchmark time: {time.monotonic() - started:.1f} s")
 

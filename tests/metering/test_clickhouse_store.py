@@ -174,3 +174,33 @@ def test_a_late_event_dirties_its_day(world):
     with transaction.atomic():
         got = summary_as_dict(usage_summary(world.agent_a, today - timedelta(days=5), today))
     assert got[("call_minutes", None)] == (Decimal("9.000000"), 3)
+
+
+def test_records_are_read_unmerged_unless_a_key_is_stored_twice(world, users, api, monkeypatch):
+    """A page is read without FINAL when none of its keys is stored twice; a stray
+    copy sends it to FINAL, and the page still shows each event once, as first stored."""
+    from metering.clickhouse import client, events_table
+    from metering.stores import clickhouse as store
+    from metering.stores.clickhouse import COLUMNS
+
+    send(calls(3))
+    reads = []
+    plain = store.record_rows
+    monkeypatch.setattr(
+        store, "record_rows", lambda *args, **kw: reads.append(kw["final"]) or plain(*args, **kw)
+    )
+
+    def listed():
+        response = api(users["manager_a"]).get("/api/v1/events/", {"tenant": "agent-a"})
+        assert response.status_code == 200
+        return sorted((r["event_id"], r["quantity"]) for r in response.json()["results"])
+
+    assert listed() == [("c-0", "2.000000"), ("c-1", "2.000000"), ("c-2", "2.000000")]
+    assert reads == [False]
+    first = stored_events(event_id="c-1")[0]
+    stray = [[first.tenant_id, first.event_id, first.meter_id, Decimal("999"), first.occurred_at,
+              first.received_at, "api", first.dimension, "{}", first.position + 5, 0]]  # fmt: skip
+    client.insert(events_table(), stray, COLUMNS)
+    reads.clear()
+    assert listed() == [("c-0", "2.000000"), ("c-1", "2.000000"), ("c-2", "2.000000")]
+    assert reads == [False, True]
