@@ -8,7 +8,7 @@ import time as clock
 import traceback
 from collections import defaultdict
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -65,13 +65,34 @@ def events_by_day(min_id: int, max_id: int) -> dict[date, int]:
     than recomputing the day."""
     if uses_clickhouse():
         return clickhouse_reads.events_by_day(min_id, max_id)
+    table = UsageEvent._meta.db_table
     with connection.cursor() as cursor:
+        # New events mostly fall on one day: their first and last time and their
+        # count cost half of turning every event's time into its day.
         cursor.execute(
-            f"SELECT {event_day_sql()}, COUNT(*) FROM {UsageEvent._meta.db_table} e "
+            f"SELECT MIN(e.occurred_at), MAX(e.occurred_at), COUNT(*) FROM {table} e "
+            "WHERE e.id > %s AND e.id <= %s",
+            [min_id, max_id],
+        )
+        first, last, count = cursor.fetchone()
+        if not count:
+            return {}
+        if utc_day(first) == utc_day(last):
+            return {utc_day(first): count}
+        cursor.execute(
+            f"SELECT {event_day_sql()}, COUNT(*) FROM {table} e "
             "WHERE e.id > %s AND e.id <= %s GROUP BY 1",
             [min_id, max_id],
         )
         return {as_date(day): n for day, n in cursor.fetchall()}
+
+
+def utc_day(moment) -> date:
+    """The UTC day of a time as the cursor returns it: SQLite's stored UTC text, or a
+    datetime (aware, or naive in UTC)."""
+    if isinstance(moment, str):
+        return date.fromisoformat(moment[:10])
+    return (moment.astimezone(UTC) if moment.tzinfo else moment).date()
 
 
 def all_event_days() -> list[date]:

@@ -397,3 +397,27 @@ def test_many_new_events_are_read_outside_the_write_transaction(world, day1_day2
         run = rollup()
     assert any(q["sql"].startswith("CREATE TEMPORARY TABLE") for q in queries.captured_queries)
     assert (run.days_recomputed, run.events_read) == (1, 2)
+
+
+def test_new_events_are_counted_per_utc_day_on_one_day_or_several(world):
+    """The dirty days and their counts: one day's events (read by their bounds),
+    events across midnight UTC (read per day), and none."""
+    from datetime import UTC, datetime
+
+    from billing.usage.runs import events_by_day
+    from metering.stores import event_store
+
+    yesterday = timezone.now().date() - timedelta(days=1)
+    late = datetime.combine(yesterday, datetime.min.time(), tzinfo=UTC) + timedelta(hours=23)
+    before = event_store().top()
+    assert events_by_day(before, before) == {}
+    send(*[{"tenant": "agent-a", "meter": "emails", "quantity": 1,
+            "at": late + timedelta(minutes=m)} for m in (0, 30, 59)])  # fmt: skip
+    one_day = event_store().top()
+    assert events_by_day(before, one_day) == {yesterday: 3}
+    send({"tenant": "agent-b", "meter": "emails", "quantity": 1, "at": late + timedelta(hours=1)})
+    assert events_by_day(before, event_store().top()) == {
+        yesterday: 3,
+        yesterday + timedelta(days=1): 1,
+    }
+    assert events_by_day(one_day, event_store().top()) == {yesterday + timedelta(days=1): 1}
