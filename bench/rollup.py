@@ -223,16 +223,17 @@ def day_group_by(day: date) -> float:
     return time.monotonic() - started
 
 
-def incremental_round() -> tuple[float, float, float, int]:
+def incremental_round(phases: PhaseClock) -> tuple[float, float, float, int]:
     """(bare GROUP BY of the new day's events, the rollup of that day, the floor of
-    that day, its events): the rollup a schedule runs after a day of ingestion,
+    that day, its events), the rollup's phases added into `phases`: the rollup a
+    schedule runs after a day of ingestion,
     which finds the new day dirty by itself. The new day is removed afterwards, so
     --reuse finds the load, and on PostgreSQL vacuumed away: the next round's day
     would otherwise find the dead rows and index entries of this one's."""
     day, added = add_new_day()
     bare = day_group_by(day)
     floor = floor_write(day=day)
-    run = run_rollup(grace=timedelta(0))
+    run = run_rollup(grace=timedelta(0), phases=phases)
     assert run.days_recomputed == 1, run.days_recomputed
     remove_new_day(day)
     if connection.vendor == "postgresql":
@@ -268,6 +269,27 @@ def stored_events() -> tuple[int, int]:
         return total, others
     events = UsageEvent.objects
     return events.count(), events.exclude(event_id__startswith="b-").count()
+
+
+def print_full_rollups(bares, full_keys, floors, bare_floors, rollups, run, groups, tenants):
+    bare, rollup = median(bares), median(rollups)
+    print(f"bare GROUP BY tenant, meter, day: median {bare:.2f} s of {fmt(bares)} "
+          f"({groups:,} groups)")  # fmt: skip
+    print(
+        f"full rollup: median {rollup:.2f} s of {fmt(rollups)} ({run.days_recomputed} days, "
+        f"{run.rows_written:,} rows for {tenants} tenants and their ancestors)"
+    )
+    full_key = median(full_keys)
+    print(f"bare GROUP BY the table's whole key: median {full_key:.2f} s of {fmt(full_keys)}")
+    floor = median(floors)
+    print(f"floor (whole-key GROUP BY written to a copy of the billing table): median "
+          f"{floor:.2f} s of {fmt(floors)}, {floor / bare:.2f}x the bare query")  # fmt: skip
+    no_index = median(bare_floors)
+    print(f"floor into a table without any index: median {no_index:.2f} s of "
+          f"{fmt(bare_floors)}, {no_index / bare:.2f}x the bare query")  # fmt: skip
+    print(f"ratio rollup / bare: {rollup / bare:.2f} (target <= 1.5); "
+          f"rollup / whole-key GROUP BY: {rollup / full_key:.2f}")  # fmt: skip
+    print(f"full rollup / floor: {rollup / floor:.2f} (target <= 2)")
 
 
 def main():
@@ -325,25 +347,10 @@ def main():
         if "day transactions" in phases.seconds:
             rest = run.duration_ms / 1000 - inner
             print(f"    {'(locks, commits, other)':<22} {rest:7.2f} s", flush=True)
-    bare, rollup = median(bares), median(rollups)
-    print(f"bare GROUP BY tenant, meter, day: median {bare:.2f} s of {fmt(bares)} "
-          f"({groups:,} groups)")  # fmt: skip
-    print(
-        f"full rollup: median {rollup:.2f} s of {fmt(rollups)} ({run.days_recomputed} days, "
-        f"{run.rows_written:,} rows for {tenants} tenants and their ancestors)"
-    )
-    full_key = median(full_keys)
-    print(f"bare GROUP BY the table's whole key: median {full_key:.2f} s of {fmt(full_keys)}")
-    floor = median(floors)
-    print(f"floor (whole-key GROUP BY written to a copy of the billing table): median "
-          f"{floor:.2f} s of {fmt(floors)}, {floor / bare:.2f}x the bare query")  # fmt: skip
-    no_index = median(bare_floors)
-    print(f"floor into a table without any index: median {no_index:.2f} s of "
-          f"{fmt(bare_floors)}, {no_index / bare:.2f}x the bare query")  # fmt: skip
-    print(f"ratio rollup / bare: {rollup / bare:.2f} (target <= 1.5); "
-          f"rollup / whole-key GROUP BY: {rollup / full_key:.2f}")  # fmt: skip
-    print(f"full rollup / floor: {rollup / floor:.2f} (target <= 2)")
-    increments = [incremental_round() for _ in range(args.increments)]
+    if rollups:  # --rounds 0 times the new days only
+        print_full_rollups(bares, full_keys, floors, bare_floors, rollups, run, groups, tenants)
+    day_phases = PhaseClock()
+    increments = [incremental_round(day_phases) for _ in range(args.increments)]
     day_bare = median(i[0] for i in increments)
     day_rollup = median(i[1] for i in increments)
     day_floor = median(i[2] for i in increments)
@@ -355,6 +362,8 @@ def main():
         f"{day_rollup / day_bare:.2f} (target <= 1.5; per round median {median(ratios):.2f} "
         f"of {fmt(ratios)})"
     )
+    for phase, seconds in day_phases.seconds.items():
+        print(f"    {phase:<22} {seconds / max(args.increments, 1):7.3f} s per day (mean)")
     print(
         f"floor of the day (its whole-key GROUP BY written to a copy of the billing table): "
         f"median {day_floor:.3f} s of {fmt3([i[2] for i in increments])}, "

@@ -28,7 +28,13 @@ from billing.usage.runs import (
     recorded_run,
 )
 from billing.usage.sql import placeholders, unique_value_sql
-from billing.usage.staging import TOTALS_KEY, WorkTables, ancestry_sql, totals_sql
+from billing.usage.staging import (
+    TOTALS_KEY,
+    WorkTables,
+    ancestry_sql,
+    covers_every_event,
+    totals_sql,
+)
 from metering.models import Meter
 from metering.stores import event_store, uses_clickhouse
 
@@ -61,9 +67,10 @@ def run_rollup(
         watermark = max(current_watermark(grace), previous)
         new_events = events_by_day(previous, watermark) if days is None else {}
         todo = sorted(set(days)) if days is not None else sorted(new_events)
+        mark = watermark if days is None else chosen_days_mark(todo, previous, watermark)
     if progress is not None:
         progress.reset(total=len(todo))
-    with recorded_run(trigger, watermark, todo, started) as run:
+    with recorded_run(trigger, mark, todo, started) as run:
         result = None
         if todo and days is None and sum(new_events.values()) <= NEW_DAYS_EVENTS:
             result = roll_up_new_days(todo, watermark, phases)
@@ -82,6 +89,25 @@ def run_rollup(
                 if progress is not None:
                     progress.update(len(days))
     return run
+
+
+def chosen_days_mark(days: list[date], previous: int, watermark: int) -> int:
+    """The watermark a run of chosen days may record: its own only if every event
+    received since the last complete run fell on one of those days.
+
+    Otherwise the previous one: the days it recomputed carry their own mark
+    (RolledDay), and the other days' new events stay in the tail until a run
+    recomputes them. Recording its own would tell every later summary and run
+    that those events are in the billing table, and they would count nowhere.
+    """
+    if previous >= watermark:
+        return watermark
+    if days:
+        first, last = days[0], days[-1]
+        # Two index lookups answer the common case (`--all`, a long `--since`).
+        if len(days) == (last - first).days + 1 and covers_every_event(first, last):
+            return watermark
+    return watermark if set(events_by_day(previous, watermark)) <= set(days) else previous
 
 
 # A run whose new events number at most this, all on days without rows yet, reads

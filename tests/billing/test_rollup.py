@@ -301,6 +301,43 @@ def test_rollup_of_some_days_leaves_the_others(world, day1_day2):
     assert {r[2] for r in billing_table()} == {day1.date(), day2.date()}
 
 
+def test_a_rollup_of_chosen_days_leaves_the_other_days_new_events_counted(world, day1_day2):
+    """`rollup --day` while another day has new events: those stay in the tail
+    (the run does not move the watermark past them) and the next run rolls them up."""
+    day1, day2 = day1_day2
+    send(
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1},
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day2},
+    )
+    agent = Tenant.objects.get(slug="agent-a")
+    before = summary_as_dict(usage_summary(agent, day1.date(), day2.date()))
+    assert before[("emails", None)] == (Decimal(2), 2)
+    call_command("rollup", "--day", str(day2.date()), "--no-progress", "--grace", "0")
+    assert RollupRun.objects.watermark() == 0
+    assert {r[2] for r in billing_table()} == {day2.date()}
+    assert summary_as_dict(usage_summary(agent, day1.date(), day2.date())) == before
+    run = rollup()
+    assert {r[2] for r in billing_table()} == {day1.date(), day2.date()}
+    assert RollupRun.objects.watermark() == run.watermark > 0
+    assert summary_as_dict(usage_summary(agent, day1.date(), day2.date())) == before
+
+
+def test_a_rollup_of_chosen_days_that_hold_every_new_event_moves_the_watermark(
+    world, day1_day2
+):
+    day1, day2 = day1_day2
+    send(
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1},
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day2},
+    )
+    top = current_watermark(grace=timedelta(0))
+    assert rollup(days=[day2.date(), day1.date()]).watermark == top
+    assert RollupRun.objects.watermark() == top
+    send({"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1})
+    # Not contiguous with the new event's day, but holding it: read, then moved.
+    assert rollup(days=[day1.date()]).watermark == current_watermark(grace=timedelta(0))
+
+
 def test_tail_by_child_goes_to_each_members_child(world, day1_day2):
     """Grouped by child, the tail is summed into the children in SQL: an agent three
     levels below the partner counts for its reseller, the partner's own events for
