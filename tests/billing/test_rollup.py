@@ -322,9 +322,7 @@ def test_a_rollup_of_chosen_days_leaves_the_other_days_new_events_counted(world,
     assert summary_as_dict(usage_summary(agent, day1.date(), day2.date())) == before
 
 
-def test_a_rollup_of_chosen_days_that_hold_every_new_event_moves_the_watermark(
-    world, day1_day2
-):
+def test_a_rollup_of_chosen_days_that_hold_every_new_event_moves_the_watermark(world, day1_day2):
     day1, day2 = day1_day2
     send(
         {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1},
