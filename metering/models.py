@@ -205,6 +205,28 @@ class UsageEvent(models.Model):
         super().save(*args, **kwargs)
 
 
+class EventDayLog(models.Model):
+    """Which UTC days each insert into the event table wrote to, with its events'
+    first and last id: one row per statement and day, written by a trigger in the
+    same transaction (PostgreSQL; see migration 0007).
+
+    The rollup finds the days new events fell on here, instead of reading every
+    new event (for a day of ingestion that search cost a quarter of reading the
+    day itself). A row counts for every event id from `first_id` to `last_id`:
+    a range that straddles a watermark makes its day dirty on both sides of it,
+    never neither. Rows whose events are all below the billing watermark are
+    deleted by the next run. SQLite and a ClickHouse deployment leave it empty.
+    """
+
+    day = models.DateField()
+    first_id = models.BigIntegerField()
+    last_id = models.BigIntegerField()
+    events = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.events} event(s) on {self.day} (ids {self.first_id}–{self.last_id})"
+
+
 class EventBatch(models.Model):
     """One ingested batch of an event store without ids of its own (ClickHouse).
 

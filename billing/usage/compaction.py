@@ -26,7 +26,12 @@ from billing.periods import day_bounds
 from billing.usage import clickhouse_reads
 from billing.usage.aggregations import ADDS, AGGREGATIONS, aggregations_where
 from billing.usage.rollup import run_rollup
-from billing.usage.runs import current_watermark, days_with_events, recorded_run
+from billing.usage.runs import (
+    current_watermark,
+    forget_rolled_event_days,
+    new_events_by_day,
+    recorded_run,
+)
 from billing.usage.sql import placeholders
 from metering.models import Meter, UsageEvent
 from metering.stores import event_store, uses_clickhouse
@@ -83,8 +88,9 @@ def run_compaction(*, trigger: str = "compaction") -> RollupRun:
     ordinary rollup of those days.
     """
     previous = RollupRun.objects.watermark()
+    forget_rolled_event_days(previous)
     watermark = max(current_watermark(), previous)
-    days = days_with_events(previous, watermark)
+    days = sorted(new_events_by_day(previous, watermark))
     rolled = RolledDay.objects.filter(day__in=days).count()
     if not days or rolled < len(days) or tail_has_other_than_additive(previous, watermark):
         return run_rollup(trigger=trigger)

@@ -24,7 +24,8 @@ from billing.usage.runs import (
     COMMIT_GRACE,
     PhaseClock,
     current_watermark,
-    events_by_day,
+    forget_rolled_event_days,
+    new_events_by_day,
     recorded_run,
 )
 from billing.usage.sql import placeholders, unique_value_sql
@@ -64,8 +65,9 @@ def run_rollup(
     with phases("plan"):
         event_store().tidy()
         previous = RollupRun.objects.watermark()
+        forget_rolled_event_days(previous)
         watermark = max(current_watermark(grace), previous)
-        new_events = events_by_day(previous, watermark) if days is None else {}
+        new_events = new_events_by_day(previous, watermark) if days is None else {}
         todo = sorted(set(days)) if days is not None else sorted(new_events)
         mark = watermark if days is None else chosen_days_mark(todo, previous, watermark)
     if progress is not None:
@@ -107,7 +109,7 @@ def chosen_days_mark(days: list[date], previous: int, watermark: int) -> int:
         # Two index lookups answer the common case (`--all`, a long `--since`).
         if len(days) == (last - first).days + 1 and covers_every_event(first, last):
             return watermark
-    return watermark if set(events_by_day(previous, watermark)) <= set(days) else previous
+    return watermark if set(new_events_by_day(previous, watermark)) <= set(days) else previous
 
 
 # A run whose new events number at most this, all on days without rows yet, reads

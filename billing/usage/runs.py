@@ -19,7 +19,7 @@ from billing.models import RollupRun
 from billing.usage import clickhouse_reads
 from billing.usage.sql import event_day_sql
 from billing.usage.values import as_date
-from metering.models import UsageEvent
+from metering.models import EventDayLog, UsageEvent
 from metering.stores import event_store, uses_clickhouse
 
 # Where the exact ceiling cannot be had in time (see committed_ceiling), events
@@ -85,6 +85,53 @@ def events_by_day(min_id: int, max_id: int) -> dict[date, int]:
             [min_id, max_id],
         )
         return {as_date(day): n for day, n in cursor.fetchall()}
+
+
+def new_events_by_day(previous: int, watermark: int) -> dict[date, int]:
+    """The days events with previous < id ≤ watermark fell on, and about how many:
+    for a run whose `previous` is the billing watermark (the day log keeps no day
+    below it).
+
+    On PostgreSQL from the day log the event table's trigger writes
+    (EventDayLog): a read of a few rows per batch instead of every new event. A
+    logged statement whose ids straddle either bound counts whole, so a day may
+    be in it for events just outside the range: it is then recomputed needlessly,
+    never missed. Where the trigger is missing or disabled, the events are read.
+    """
+    if uses_clickhouse() or connection.vendor != "postgresql" or not logs_event_days():
+        return events_by_day(previous, watermark)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT day, SUM(events) FROM {EventDayLog._meta.db_table} "
+            "WHERE last_id > %s AND first_id <= %s GROUP BY day",
+            [previous, watermark],
+        )
+        return {as_date(day): int(n) for day, n in cursor.fetchall()}
+
+
+DAY_LOG_TRIGGER = "metering_usageevent_log_days"
+
+
+def logs_event_days() -> bool:
+    """Whether the event table's day-log trigger is installed and fires."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tgenabled FROM pg_trigger WHERE tgname = %s AND tgrelid = %s::regclass",
+            [DAY_LOG_TRIGGER, UsageEvent._meta.db_table],
+        )
+        row = cursor.fetchone()
+    # 'O': fires (in origin and local sessions); 'A': always. 'D' and 'R': it may not.
+    return row is not None and row[0] in ("O", "A")
+
+
+def forget_rolled_event_days(previous: int) -> None:
+    """Drop the day log's rows whose events are all at or below the billing
+    watermark `previous`: no later run reads below it. (Only PostgreSQL's event
+    table has the trigger that writes them.)"""
+    if uses_clickhouse() or connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {EventDayLog._meta.db_table} WHERE last_id <= %s", [previous])
 
 
 def utc_day(moment) -> date:

@@ -397,7 +397,9 @@ def test_a_new_day_is_written_in_one_statement_as_a_recomputation_writes_it(
         if not any(table in q["sql"] for table in own)
     ]
     assert "CREATE" not in statements and "DROP" not in statements
-    assert len(statements) <= 25, len(statements)  # however many tenants and events
+    # However many tenants and events (on PostgreSQL one of them forgets the day
+    # log's rows of the last run, another checks that its trigger fires).
+    assert len(statements) <= 26, len(statements)
     rows = billing_table()
     recomputed = rollup(days=[day1.date(), day2.date()])
     assert billing_table() == rows

@@ -1,0 +1,127 @@
+"""The day log: PostgreSQL's event table records the days each insert wrote to,
+and the rollup finds new events' days there instead of reading the events."""
+
+import importlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from billing.models import RollupRun
+from billing.usage.runs import (
+    DAY_LOG_TRIGGER,
+    events_by_day,
+    logs_event_days,
+    new_events_by_day,
+)
+from metering.models import EventDayLog, UsageEvent
+from metering.stores import event_store
+from tests.billing.conftest import billing_table, rollup, send
+from tests.stored import relational_only
+
+pytestmark = [
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="the trigger is PostgreSQL's"),
+    relational_only("the log is the relational event table's"),
+]
+
+
+def at(day, hour):
+    return datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=hour)
+
+
+@pytest.fixture
+def days():
+    today = timezone.now().date()
+    return today - timedelta(days=3), today - timedelta(days=2)
+
+
+def log_rows():
+    return list(
+        EventDayLog.objects.order_by("day").values_list("day", "first_id", "last_id", "events")
+    )
+
+
+def test_each_insert_logs_its_days_with_their_first_and_last_id(world, days):
+    day1, day2 = days
+    before = event_store().top()
+    send(
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": at(day1, 23)},
+        {"tenant": "agent-b", "meter": "emails", "quantity": 1, "at": at(day2, 0)},
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": at(day1, 1)},
+    )
+    new = UsageEvent.objects.filter(id__gt=before)
+    ids = {day: sorted(e.id for e in new if e.occurred_at.date() == day) for day in days}
+    assert log_rows() == [
+        (day1, ids[day1][0], ids[day1][-1], 2),
+        (day2, ids[day2][0], ids[day2][0], 1),
+    ]
+    top = event_store().top()
+    assert new_events_by_day(before, top) == events_by_day(before, top) == {day1: 2, day2: 1}
+
+
+def test_the_rollup_finds_the_new_days_in_the_log_and_forgets_them_once_rolled(world, days):
+    day1, day2 = days
+    send({"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": at(day1, 12)})
+    with CaptureQueriesContext(connection) as queries:
+        first = rollup()
+    assert first.days_recomputed == 1 and {r[2] for r in billing_table()} == {day1}
+    # The new events' days came from the log: no read of the event ids' times.
+    assert not any("MIN(e.occurred_at)" in q["sql"] for q in queries.captured_queries)
+    send({"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": at(day2, 12)})
+    second = rollup()
+    assert second.days_recomputed == 1 and {r[2] for r in billing_table()} == {day1, day2}
+    # The first run's row went when the second started; the second's at the next run.
+    assert [row[0] for row in log_rows()] == [day2]
+    rollup()
+    assert log_rows() == []
+    assert RollupRun.objects.watermark() == second.watermark
+
+
+def test_a_statement_straddling_the_range_makes_its_day_dirty(world, days):
+    day1, _ = days
+    send(*[{"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": at(day1, h)}
+           for h in (1, 2, 3)])  # fmt: skip
+    ((_, first, last, _),) = log_rows()
+    assert day1 in new_events_by_day(first, first + 1)
+    assert day1 in new_events_by_day(last - 1, last)
+    assert new_events_by_day(last, last + 10) == {}
+
+
+def test_with_the_trigger_disabled_the_rollup_reads_the_events(world, days):
+    day1, day2 = days
+    with connection.cursor() as cursor:
+        # The test's transaction holds deferred key checks, which ALTER TABLE refuses.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(f"ALTER TABLE metering_usageevent DISABLE TRIGGER {DAY_LOG_TRIGGER}")
+    assert not logs_event_days()
+    send({"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": at(day2, 12)})
+    assert log_rows() == []
+    run = rollup()
+    assert run.days_recomputed == 1 and {r[2] for r in billing_table()} == {day2}
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(f"ALTER TABLE metering_usageevent ENABLE TRIGGER {DAY_LOG_TRIGGER}")
+    assert logs_event_days()
+
+
+def test_the_migration_logs_the_events_already_stored(world, days):
+    """Installed on a database with events, the log starts with one row per day
+    spanning its events' ids: every day with an event past any watermark is in it."""
+    day1, day2 = days
+    send(
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": at(day1, 1)},
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": at(day2, 1)},
+    )
+    send({"tenant": "agent-b", "meter": "emails", "quantity": 1, "at": at(day1, 2)})
+    expected = events_by_day(0, event_store().top())
+    EventDayLog.objects.all().delete()
+    migration = importlib.import_module("metering.migrations.0007_event_day_log")
+    with connection.cursor() as cursor:
+        cursor.execute(migration.BACKFILL)
+    assert new_events_by_day(0, event_store().top()) == expected
+    ids = dict(
+        (day, (first, last)) for day, first, last, _ in log_rows()
+    )  # one row per day, from its first to its last event
+    assert set(ids) == {day1, day2} and ids[day1][1] > ids[day2][0]
