@@ -18,6 +18,11 @@ CREATE TRIGGER metering_usageevent_log_days AFTER INSERT ON metering_usageevent
 REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT
 EXECUTE FUNCTION metering_log_event_days()
 """
+# Also in sessions that replicate or bulk-load with session_replication_role =
+# replica: an insert it missed would leave its day out of the next rollup.
+LOG_ALWAYS = (
+    "ALTER TABLE metering_usageevent ENABLE ALWAYS TRIGGER metering_usageevent_log_days"
+)
 # The events already stored: their days, as one row each.
 BACKFILL = """
 INSERT INTO metering_eventdaylog (day, first_id, last_id, events)
@@ -29,7 +34,7 @@ FROM metering_usageevent GROUP BY 1
 def install_trigger(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
-    for sql in (LOG_FUNCTION, LOG_TRIGGER, BACKFILL):
+    for sql in (LOG_FUNCTION, LOG_TRIGGER, LOG_ALWAYS, BACKFILL):
         schema_editor.execute(sql)
 
 
