@@ -28,7 +28,6 @@ from billing.usage.aggregations import ADDS, AGGREGATIONS, aggregations_where
 from billing.usage.rollup import run_rollup
 from billing.usage.runs import (
     current_watermark,
-    forget_rolled_event_days,
     new_events_by_day,
     recorded_run,
 )
@@ -88,7 +87,6 @@ def run_compaction(*, trigger: str = "compaction") -> RollupRun:
     ordinary rollup of those days.
     """
     previous = RollupRun.objects.watermark()
-    forget_rolled_event_days(previous)
     watermark = max(current_watermark(), previous)
     days = sorted(new_events_by_day(previous, watermark))
     rolled = RolledDay.objects.filter(day__in=days).count()

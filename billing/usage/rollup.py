@@ -24,7 +24,6 @@ from billing.usage.runs import (
     COMMIT_GRACE,
     PhaseClock,
     current_watermark,
-    forget_rolled_event_days,
     new_events_by_day,
     recorded_run,
 )
@@ -65,7 +64,6 @@ def run_rollup(
     with phases("plan"):
         event_store().tidy()
         previous = RollupRun.objects.watermark()
-        forget_rolled_event_days(previous)
         watermark = max(current_watermark(grace), previous)
         new_events = new_events_by_day(previous, watermark) if days is None else {}
         todo = sorted(set(days)) if days is not None else sorted(new_events)

@@ -2,6 +2,7 @@
 days it must redo, and its RollupRun record (success, failure with the
 traceback, or abandoned when its process died)."""
 
+import logging
 import os
 import socket
 import time as clock
@@ -26,6 +27,8 @@ from metering.stores import event_store, uses_clickhouse
 # younger than this are left to the next run: an insert transaction that took its
 # id earlier may not have committed yet.
 COMMIT_GRACE = timedelta(seconds=10)
+
+logger = logging.getLogger(__name__)
 
 
 class PhaseClock:
@@ -88,50 +91,59 @@ def events_by_day(min_id: int, max_id: int) -> dict[date, int]:
 
 
 def new_events_by_day(previous: int, watermark: int) -> dict[date, int]:
-    """The days events with previous < id ≤ watermark fell on, and about how many:
-    for a run whose `previous` is the billing watermark (the day log keeps no day
-    below it).
+    """The days events with previous < id ≤ watermark fell on, and about how many,
+    for a run whose `previous` is the billing watermark.
 
     On PostgreSQL from the day log the event table's trigger writes
     (EventDayLog): a read of a few rows per batch instead of every new event. A
     logged statement whose ids straddle either bound counts whole, so a day may
     be in it for events just outside the range: it is then recomputed needlessly,
-    never missed. Where the trigger is missing or disabled, the events are read.
+    never missed. The log's rows at or below `previous` are forgotten here: no
+    later run reads below it.
+
+    The log is trusted only while its trigger fires always, as migration 0007
+    installs it. Disabled, or re-enabled plainly (it may have missed inserts
+    meanwhile), the new events themselves are read, which also finds the days of
+    events inserted while it was off.
     """
-    if uses_clickhouse() or connection.vendor != "postgresql" or not logs_event_days():
+    state = day_log_state()
+    if state is None:
         return events_by_day(previous, watermark)
+    log = EventDayLog._meta.db_table
     with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {log} WHERE last_id <= %s", [previous])
+        if state != FIRES_ALWAYS:
+            logger.warning(
+                "The event table's day-log trigger is not enabled ALWAYS (state %r): the "
+                "rollup reads the new events instead. After a rollup has run, restore it "
+                "with ALTER TABLE %s ENABLE ALWAYS TRIGGER %s.",
+                state, UsageEvent._meta.db_table, DAY_LOG_TRIGGER,
+            )  # fmt: skip
+            return events_by_day(previous, watermark)
         cursor.execute(
-            f"SELECT day, SUM(events) FROM {EventDayLog._meta.db_table} "
-            "WHERE last_id > %s AND first_id <= %s GROUP BY day",
+            f"SELECT day, SUM(events) FROM {log} WHERE last_id > %s AND first_id <= %s "
+            "GROUP BY day",
             [previous, watermark],
         )
         return {as_date(day): int(n) for day, n in cursor.fetchall()}
 
 
 DAY_LOG_TRIGGER = "metering_usageevent_log_days"
+FIRES_ALWAYS = "A"  # pg_trigger.tgenabled: 'O' origin and local sessions, 'D' disabled
 
 
-def logs_event_days() -> bool:
-    """Whether the event table's day-log trigger is installed and fires."""
+def day_log_state() -> str | None:
+    """The day-log trigger's pg_trigger.tgenabled, or None where there is none (SQLite,
+    the ClickHouse store, a database migrated back before it)."""
+    if uses_clickhouse() or connection.vendor != "postgresql":
+        return None
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT tgenabled FROM pg_trigger WHERE tgname = %s AND tgrelid = %s::regclass",
+            "SELECT tgenabled FROM pg_trigger WHERE tgname = %s AND tgrelid = to_regclass(%s)",
             [DAY_LOG_TRIGGER, UsageEvent._meta.db_table],
         )
         row = cursor.fetchone()
-    # 'O': fires (in origin and local sessions); 'A': always. 'D' and 'R': it may not.
-    return row is not None and row[0] in ("O", "A")
-
-
-def forget_rolled_event_days(previous: int) -> None:
-    """Drop the day log's rows whose events are all at or below the billing
-    watermark `previous`: no later run reads below it. (Only PostgreSQL's event
-    table has the trigger that writes them.)"""
-    if uses_clickhouse() or connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {EventDayLog._meta.db_table} WHERE last_id <= %s", [previous])
+    return None if row is None else row[0]
 
 
 def utc_day(moment) -> date:

@@ -4,7 +4,8 @@ from django.db import migrations, models
 # trigger sees the statement's rows at once, so a batch of a thousand events
 # costs one grouped read of them in memory and one row here, not a write per event.
 LOG_FUNCTION = """
-CREATE FUNCTION metering_log_event_days() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION metering_log_event_days() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO metering_eventdaylog (day, first_id, last_id, events)
     SELECT (occurred_at AT TIME ZONE 'UTC')::date, MIN(id), MAX(id), COUNT(*)
@@ -18,16 +19,20 @@ CREATE TRIGGER metering_usageevent_log_days AFTER INSERT ON metering_usageevent
 REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT
 EXECUTE FUNCTION metering_log_event_days()
 """
-# Also in sessions that replicate or bulk-load with session_replication_role =
-# replica: an insert it missed would leave its day out of the next rollup.
+# Also in sessions that bulk-load with session_replication_role = replica. (The
+# rollup trusts the log only in this state: see billing.usage.runs.new_events_by_day.)
 LOG_ALWAYS = (
     "ALTER TABLE metering_usageevent ENABLE ALWAYS TRIGGER metering_usageevent_log_days"
 )
-# The events already stored: their days, as one row each.
+# The events stored but not rolled up yet (past the billing watermark): their
+# days, as one row each. A read of the newest ids only; ingestion waits for it,
+# since CREATE TRIGGER locks the event table until the migration commits.
 BACKFILL = """
 INSERT INTO metering_eventdaylog (day, first_id, last_id, events)
 SELECT (occurred_at AT TIME ZONE 'UTC')::date, MIN(id), MAX(id), COUNT(*)
-FROM metering_usageevent GROUP BY 1
+FROM metering_usageevent
+WHERE id > (SELECT COALESCE(MAX(watermark), 0) FROM billing_rolluprun WHERE status = 'success')
+GROUP BY 1
 """
 
 
@@ -49,6 +54,8 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('metering', '0006_event_move'),
+        # The backfill reads the billing watermark.
+        ('billing', '0001_tenant_billing_table'),
     ]
 
     operations = [

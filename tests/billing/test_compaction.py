@@ -99,6 +99,28 @@ def test_compaction_adds_the_tail_to_the_rows_a_recomputation_would_give(world):
             assert got == brute_force(tenant, yesterday.date(), today.date(), group_by)
 
 
+def test_compaction_after_a_rollup_of_chosen_days_counts_every_event_once(world):
+    """`rollup --day` redid one day and kept the watermark (another day had new
+    events too): compaction adds to each day only what its rows do not hold."""
+    today = timezone.now()
+    yesterday = today - timedelta(days=1)
+    send({**EMAIL, "at": yesterday}, {**EMAIL, "at": today})
+    rollup()
+    send({**EMAIL, "at": yesterday}, {**EMAIL, "at": today}, {**EMAIL, "at": today})
+    kept = RollupRun.objects.watermark()
+    assert rollup(days=[today.date()]).watermark == kept  # yesterday's new event waits
+    run = run_compaction()
+    assert run.status == "success" and RollupRun.objects.watermark() > kept
+    assert waiting_events(100) == 0
+    compacted = billing_table()
+    rollup(days=[yesterday.date(), today.date()])
+    assert billing_table() == compacted
+    for tenant in (world.partner, world.agent_a):
+        got = summary_as_dict(usage_summary(tenant, yesterday.date(), today.date(), "day"))
+        assert got == brute_force(tenant, yesterday.date(), today.date(), "day")
+        assert sum(n for _, n in got.values()) == 5
+
+
 def test_compaction_recomputes_the_day_when_the_tail_holds_a_gauge_or_a_new_day(world):
     today = timezone.now().date()
     send(EMAIL)

@@ -3,22 +3,26 @@ and the rollup finds new events' days there instead of reading the events."""
 
 import importlib
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from accounts.models import Tenant
 from billing.models import RollupRun
+from billing.usage import usage_summary
 from billing.usage.runs import (
     DAY_LOG_TRIGGER,
+    FIRES_ALWAYS,
     events_by_day,
-    logs_event_days,
     new_events_by_day,
 )
 from metering.models import EventDayLog, UsageEvent
 from metering.stores import event_store
 from tests.billing.conftest import billing_table, rollup, send
+from tests.billing.oracle import summary_as_dict
 from tests.stored import relational_only
 
 pytestmark = [
@@ -95,40 +99,71 @@ def trigger_state() -> str:
         return cursor.fetchone()[0]
 
 
-def test_with_the_trigger_disabled_the_rollup_reads_the_events(world, days):
-    day1, day2 = days
-    assert trigger_state() == "A"  # fires in replicating sessions too
+def set_trigger(state: str) -> None:
     with connection.cursor() as cursor:
         # The test's transaction holds deferred key checks, which ALTER TABLE refuses.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute(f"ALTER TABLE metering_usageevent DISABLE TRIGGER {DAY_LOG_TRIGGER}")
-    assert not logs_event_days()
+        cursor.execute(f"ALTER TABLE metering_usageevent {state} TRIGGER {DAY_LOG_TRIGGER}")
+
+
+def test_with_the_trigger_disabled_the_rollup_reads_the_events(world, days):
+    _, day2 = days
+    assert trigger_state() == FIRES_ALWAYS  # as installed: bulk loads as replica too
+    set_trigger("DISABLE")
     send({"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": at(day2, 12)})
     assert log_rows() == []
     run = rollup()
     assert run.days_recomputed == 1 and {r[2] for r in billing_table()} == {day2}
-    with connection.cursor() as cursor:
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute(f"ALTER TABLE metering_usageevent ENABLE TRIGGER {DAY_LOG_TRIGGER}")
-    assert logs_event_days()
 
 
-def test_the_migration_logs_the_events_already_stored(world, days):
-    """Installed on a database with events, the log starts with one row per day
-    spanning its events' ids: every day with an event past any watermark is in it."""
+def test_events_the_trigger_missed_are_found_after_it_is_re_enabled(world, days):
+    """Disabled, events inserted, enabled again plainly: the log lacks those events,
+    so the rollup reads the new events until the trigger is enabled ALWAYS."""
     day1, day2 = days
+    agent = Tenant.objects.get(slug="agent-a")
+    set_trigger("DISABLE")
+    send({"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": at(day1, 12)})
+    set_trigger("ENABLE")
+    send({"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": at(day2, 12)})
+    assert [row[0] for row in log_rows()] == [day2]
+    before = summary_as_dict(usage_summary(agent, day1, day2))
+    assert before[("emails", None)] == (Decimal(2), 2)
+    run = rollup()
+    assert run.days_recomputed == 2 and {r[2] for r in billing_table()} == {day1, day2}
+    assert RollupRun.objects.watermark() == run.watermark
+    assert summary_as_dict(usage_summary(agent, day1, day2)) == before
+    set_trigger("ENABLE ALWAYS")
+    send({"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": at(day1, 13)})
+    assert rollup().days_recomputed == 1
+    assert summary_as_dict(usage_summary(agent, day1, day2))[("emails", None)] == (
+        Decimal(3),
+        3,
+    )
+
+
+def test_the_migration_logs_the_events_not_rolled_up_yet(world, days):
+    """Installed on a database with events, the log starts with one row per day of
+    the events past the billing watermark, spanning their ids."""
+    day1, day2 = days
+    send({"tenant": "agent-b", "meter": "emails", "quantity": 1, "at": at(day2, 5)})
+    watermark = rollup().watermark
     send(
         {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": at(day1, 1)},
         {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": at(day2, 1)},
     )
     send({"tenant": "agent-b", "meter": "emails", "quantity": 1, "at": at(day1, 2)})
-    expected = events_by_day(0, event_store().top())
+    top = event_store().top()
+    logged = log_rows()
     EventDayLog.objects.all().delete()
     migration = importlib.import_module("metering.migrations.0007_event_day_log")
     with connection.cursor() as cursor:
         cursor.execute(migration.BACKFILL)
-    assert new_events_by_day(0, event_store().top()) == expected
-    ids = dict(
-        (day, (first, last)) for day, first, last, _ in log_rows()
-    )  # one row per day, from its first to its last event
-    assert set(ids) == {day1, day2} and ids[day1][1] > ids[day2][0]
+    new = UsageEvent.objects.filter(id__gt=watermark)
+    ids = {day: sorted(e.id for e in new if e.occurred_at.date() == day) for day in days}
+    assert log_rows() == [
+        (day1, ids[day1][0], ids[day1][-1], 2),
+        (day2, ids[day2][0], ids[day2][-1], 1),
+    ]
+    assert new_events_by_day(watermark, top) == events_by_day(watermark, top) == {day1: 2, day2: 1}
+    # What the trigger had logged, batch by batch, says the same.
+    assert {day for day, first, last, _ in logged if last > watermark} == {day1, day2}

@@ -332,8 +332,12 @@ def test_a_rollup_of_chosen_days_that_hold_every_new_event_moves_the_watermark(w
     assert rollup(days=[day2.date(), day1.date()]).watermark == top
     assert RollupRun.objects.watermark() == top
     send({"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1})
-    # Not contiguous with the new event's day, but holding it: read, then moved.
+    # Holding the new event's day among others: read, then moved.
     assert rollup(days=[day1.date()]).watermark == current_watermark(grace=timedelta(0))
+    for tenant in (world.partner, world.agent_a):
+        got = summary_as_dict(usage_summary(tenant, day1.date(), day2.date(), "day"))
+        assert got == brute_force(tenant, day1.date(), day2.date(), "day")
+        assert sum(n for _, n in got.values()) == 3
 
 
 def test_tail_by_child_goes_to_each_members_child(world, day1_day2):
