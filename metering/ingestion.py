@@ -142,7 +142,10 @@ class BatchContext:
     def validate(self, raw) -> tuple[EventRow | None, list[EventError]]:
         if not isinstance(raw, dict):
             return None, [EventError("Each event must be a JSON object.")]
-        errors = [EventError("Unknown field.", name) for name in sorted(set(raw) - EVENT_FIELDS)]
+        errors = []
+        if not raw.keys() <= EVENT_FIELDS:
+            unknown = sorted(raw.keys() - EVENT_FIELDS)
+            errors = [EventError("Unknown field.", name) for name in unknown]
         event_id = check_event_id(raw.get("event_id"), errors)
         tenant = self.check_tenant(raw.get("tenant"), errors)
         meter = self.check_meter(raw.get("meter"), errors)
