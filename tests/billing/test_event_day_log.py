@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accounts.models import Tenant
+from accounts.models import PlatformPrincipal, Tenant
 from billing.models import RollupRun
 from billing.usage import usage_summary
 from billing.usage.runs import (
@@ -19,6 +19,7 @@ from billing.usage.runs import (
     events_by_day,
     new_events_by_day,
 )
+from metering.ingestion import ingest_events
 from metering.models import EventDayLog, UsageEvent
 from metering.stores import event_store
 from tests.billing.conftest import billing_table, rollup, send
@@ -43,7 +44,7 @@ def days():
 
 def log_rows():
     return list(
-        EventDayLog.objects.order_by("day").values_list("day", "first_id", "last_id", "events")
+        EventDayLog.objects.order_by("day", "id").values_list("day", "first_id", "last_id", "events")
     )
 
 
@@ -63,6 +64,21 @@ def test_each_insert_logs_its_days_with_their_first_and_last_id(world, days):
     ]
     top = event_store().top()
     assert new_events_by_day(before, top) == events_by_day(before, top) == {day1: 2, day2: 1}
+
+
+def test_a_retried_batch_logs_only_the_events_it_stored(world, days):
+    """A batch with stored event ids takes the insert that skips them: the log
+    counts what was inserted, not what was sent."""
+    day1, _ = days
+    first = [{"event_id": f"r-{n}", "tenant": "agent-a", "meter": "emails", "quantity": 1,
+              "timestamp": at(day1, n).isoformat()} for n in (1, 2)]  # fmt: skip
+    again = [*first, {**first[0], "event_id": "r-3"}]
+    assert ingest_events(first, principal=PlatformPrincipal()).accepted == 2
+    result = ingest_events(again, principal=PlatformPrincipal())
+    assert (result.accepted, result.duplicates) == (1, 2)
+    assert [(day, events) for day, _, _, events in log_rows()] == [(day1, 2), (day1, 1)]
+    ((new_id,),) = UsageEvent.objects.filter(event_id="r-3").values_list("id")
+    assert log_rows()[-1][1:3] == (new_id, new_id)
 
 
 def test_the_rollup_finds_the_new_days_in_the_log_and_forgets_them_once_rolled(world, days):
