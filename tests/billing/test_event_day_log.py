@@ -44,7 +44,9 @@ def days():
 
 def log_rows():
     return list(
-        EventDayLog.objects.order_by("day", "id").values_list("day", "first_id", "last_id", "events")
+        EventDayLog.objects.order_by("day", "id").values_list(
+            "day", "first_id", "last_id", "events"
+        )
     )
 
 
