@@ -316,9 +316,11 @@ def record_distinct_values(day: date, watermark: int, uniques: list[int]) -> Non
             [bit, month, bit],
         )
         if uniques and uses_clickhouse():
-            insert_distinct_tuples(
-                cursor, clickhouse_reads.distinct_tuples(day, watermark, uniques), month, bit
-            )
+            # The day's rows, just written, say whether it saw a distinct-count
+            # meter at all: a read of ClickHouse (FINAL, the whole day) spared if not.
+            if DailyUsage.objects.filter(day=day, meter_id__in=uniques).exists():
+                tuples = clickhouse_reads.distinct_tuples(day, watermark, uniques)
+                insert_distinct_tuples(cursor, tuples, month, bit)
         elif uniques:
             cursor.execute(
                 "INSERT INTO billing_distinctvalue "

@@ -2,6 +2,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -462,3 +463,33 @@ def test_new_events_are_counted_per_utc_day_on_one_day_or_several(world):
         yesterday + timedelta(days=1): 1,
     }
     assert events_by_day(one_day, event_store().top()) == {yesterday + timedelta(days=1): 1}
+
+
+@pytest.mark.skipif(
+    settings.USAGE_EVENT_STORE != "clickhouse", reason="the ClickHouse store's distinct read"
+)
+def test_distinct_values_are_read_from_clickhouse_only_for_days_that_have_them(
+    world, day1_day2, monkeypatch
+):
+    from billing.usage import clickhouse_reads
+
+    read_days = []
+    distinct_tuples = clickhouse_reads.distinct_tuples
+
+    def counted(day, *args):
+        read_days.append(day)
+        return distinct_tuples(day, *args)
+
+    monkeypatch.setattr(clickhouse_reads, "distinct_tuples", counted)
+    day1, day2 = day1_day2
+    login = {"meter": "active_users", "quantity": 1, "attributes": {"user_id": "u1"}}
+    send(
+        {"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1},
+        {**login, "tenant": "agent-a", "at": day2},
+        {**login, "tenant": "org-a", "at": day2},
+    )
+    rollup()
+    assert read_days == [day2.date()]
+    for tenant in (world.partner, world.org_a):
+        got = summary_as_dict(usage_summary(tenant, day1.date(), day2.date()))
+        assert got == brute_force(tenant, day1.date(), day2.date())
