@@ -9,7 +9,9 @@ billing table's whole key, the floor (that GROUP BY written into an empty copy o
 the billing table), and a full rollup of every day (with its phases). Then,
 `--increments` times, it adds one new day and times the rollup that finds it
 against the bare GROUP BY of that day's events and the day's own floor.
-`--reuse` skips the load when the database already holds exactly N bench events.
+`--reuse` skips the load when the database already holds exactly N bench events;
+`--rounds 0` then times the new days only. The phases of each (the full
+rollups', and the new days' as a mean per day) are printed too.
 With `--store clickhouse` the events, and so every GROUP BY of them, are in
 ClickHouse; the floors read them there and write into the relational database.
 
