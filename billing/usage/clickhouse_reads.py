@@ -129,10 +129,16 @@ def member_values_sql(
     if days is not None:
         conditions.add("has({days:Array(Date)}, toDate(occurred_at))", days=list(days))
     aggregation = dict(Meter.objects.values_list("pk", "aggregation"))
+    # Each aggregate only over its own meters' events (-If): computed for every
+    # event, the latest value and the distinct count doubled the read's cost.
+    of = meters_of(aggregation)
     rows = read(
         "SELECT tenant_id, meter_id, toDate(occurred_at) AS day, dimension, source, "
-        "sum(quantity), count(), max(quantity), argMax(quantity, (occurred_at, batch, position)), "
-        f"uniqExact({unique_value_sql(distinct_meters(meter_ids))}) "
+        f"sum(quantity), count(), maxIf(quantity, {of(Meter.Aggregation.MAX)}), "
+        "argMaxIf(quantity, (occurred_at, batch, position), "
+        f"{of(Meter.Aggregation.LATEST)}), "
+        f"uniqExactIf({unique_value_sql(distinct_meters(meter_ids))}, "
+        f"{of(Meter.Aggregation.UNIQUE_COUNT)}) "
         f"FROM {events_table()} FINAL WHERE {conditions.sql()} "
         "GROUP BY tenant_id, meter_id, day, dimension, source",
         conditions,
@@ -157,6 +163,17 @@ def member_values_sql(
         f"SELECT tenant_id, meter_id, day, dimension, source, value, n FROM {MEMBER_VALUES}",
         [],
     )
+
+
+def meters_of(aggregation: dict[int, str]):
+    """aggregation name -> a condition on `meter_id` selecting that aggregation's
+    meters (of the meter id -> aggregation map given)."""
+
+    def condition(name: str) -> str:
+        ids = sorted(int(pk) for pk, kind in aggregation.items() if kind == name)
+        return f"meter_id IN ({', '.join(map(str, ids))})" if ids else "0"
+
+    return condition
 
 
 def stage(table: str, columns: str, rows: list[tuple]) -> None:
