@@ -493,3 +493,24 @@ def test_distinct_values_are_read_from_clickhouse_only_for_days_that_have_them(
     for tenant in (world.partner, world.org_a):
         got = summary_as_dict(usage_summary(tenant, day1.date(), day2.date()))
         assert got == brute_force(tenant, day1.date(), day2.date())
+
+
+@pytest.mark.skipif(
+    settings.USAGE_EVENT_STORE != "clickhouse", reason="the ClickHouse store's reads"
+)
+def test_a_clickhouse_rollup_does_not_read_every_event_for_the_span(world, day1_day2, monkeypatch):
+    """The span of all stored events (a read of the whole table) only decides a
+    relational read's bounds; the ClickHouse read bounds its days whatever."""
+    from billing.usage import clickhouse_reads
+
+    def whole_table(*args):
+        raise AssertionError("read the span of every event")
+
+    monkeypatch.setattr(clickhouse_reads, "event_span", whole_table)
+    monkeypatch.setattr(rollup_module, "NEW_DAYS_EVENTS", 0)  # the work tables' path
+    day1, _ = day1_day2
+    send({"tenant": "agent-a", "meter": "emails", "quantity": 1, "at": day1})
+    assert rollup().days_recomputed == 1
+    assert summary_as_dict(usage_summary(world.agent_a, day1.date(), day1.date())) == brute_force(
+        world.agent_a, day1.date(), day1.date()
+    )
