@@ -285,8 +285,20 @@ def mark_days(days: list[date], watermark: int, phase: PhaseClock) -> None:
                 "pk", flat=True
             )
         )
+        # The days' rows, just written, say which days saw a distinct-count meter:
+        # the others have no value to record (in ClickHouse, a FINAL read of the
+        # whole day spared).
+        seen = (
+            set(
+                DailyUsage.objects.filter(day__in=days, meter_id__in=uniques)
+                .values_list("day", flat=True)
+                .distinct()
+            )
+            if uniques
+            else set()
+        )
         for day in days:
-            record_distinct_values(day, watermark, uniques)
+            record_distinct_values(day, watermark, uniques if day in seen else [])
     with phase("mark days"):
         RolledDay.objects.bulk_create(
             [RolledDay(day=day, watermark=watermark) for day in days],
@@ -298,7 +310,8 @@ def mark_days(days: list[date], watermark: int, phase: PhaseClock) -> None:
 
 def record_distinct_values(day: date, watermark: int, uniques: list[int]) -> None:
     """Set the day's bit on every (member, meter, source, value) seen that day
-    (`uniques`: the distinct-count meters).
+    (`uniques`: the distinct-count meters the day has events of; none: the bit is
+    only cleared).
 
     Raw SQL: bitwise updates and an INSERT … SELECT … ON CONFLICT DO UPDATE that
     ORs the bit into existing rows; the same on SQLite and PostgreSQL.
@@ -316,11 +329,8 @@ def record_distinct_values(day: date, watermark: int, uniques: list[int]) -> Non
             [bit, month, bit],
         )
         if uniques and uses_clickhouse():
-            # The day's rows, just written, say whether it saw a distinct-count
-            # meter at all: a read of ClickHouse (FINAL, the whole day) spared if not.
-            if DailyUsage.objects.filter(day=day, meter_id__in=uniques).exists():
-                tuples = clickhouse_reads.distinct_tuples(day, watermark, uniques)
-                insert_distinct_tuples(cursor, tuples, month, bit)
+            tuples = clickhouse_reads.distinct_tuples(day, watermark, uniques)
+            insert_distinct_tuples(cursor, tuples, month, bit)
         elif uniques:
             cursor.execute(
                 "INSERT INTO billing_distinctvalue "
